@@ -1,0 +1,58 @@
+"""Encode one image with SAM's image encoder, exactly as ``SamPredictor`` does.
+
+The image is resized so its longest side is the encoder's input size (1024
+for SAM), normalised, padded bottom/right to a square and encoded. The
+result keeps the sizes needed to map between original pixels and the
+padded frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from ..models.loading import SamModel
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's neck output for one image.
+
+    ``features``: raw (not normalised) ``(1, 256, 64, 64)`` float32 tensor on
+    the model's device. ``input_size``: (h, w) of the resized, unpadded image
+    in the padded frame. ``original_size``: (H, W) of the image in pixels.
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+def resizer(model: SamModel) -> ResizeLongestSide:
+    """The longest-side transform every image, mask, point and box goes through."""
+    return ResizeLongestSide(model.sam.image_encoder.img_size)
+
+
+def model_input(model: SamModel, image_rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Resize, normalise and pad an ``(H, W, 3)`` uint8 image; returns ``(1, 3, S, S)`` and (h, w)."""
+    resized = resizer(model).apply_image(image_rgb)
+    x = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).contiguous()[None].float()
+    if model.normalization == "minmax":
+        x = (x - x.min()) / torch.clamp(x.max() - x.min(), min=1e-8)
+    else:
+        x = (x - model.sam.pixel_mean) / model.sam.pixel_std
+    size = model.sam.image_encoder.img_size
+    h, w = resized.shape[:2]
+    return F.pad(x, (0, size - w, 0, size - h)), (h, w)
+
+
+@torch.inference_mode()
+def encode_image(model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
+    """Run the image encoder on an ``(H, W, 3)`` uint8 image."""
+    x, input_size = model_input(model, image_rgb)
+    features = model.sam.image_encoder(x)
+    return ImageEmbedding(features, input_size, tuple(image_rgb.shape[:2]))

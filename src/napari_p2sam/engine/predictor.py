@@ -1,0 +1,144 @@
+"""The Python API: one reference, many targets.
+
+Example
+-------
+>>> from napari_p2sam import P2SAM
+>>> p2sam = P2SAM("sam_vit_b_01ec64.pth", preset="ct-follow-up")  # doctest: +SKIP
+>>> p2sam.set_reference(ref_image, ref_mask)                       # doctest: +SKIP
+>>> result = p2sam.segment(target_image)                           # doctest: +SKIP
+>>> result.mask, result.points, result.labels, result.score, result.k  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..models.loading import SamModel, load_model
+from .embeddings import ImageEmbedding, encode_image, resizer
+from .pixels import to_rgb_uint8
+from .reference import Reference, ReferenceError, build_reference
+from .segment import Segmentation, segment_embedding
+from .settings import Settings, preset as named_preset
+
+
+def image_key(image_rgb: np.ndarray) -> str:
+    """Content hash of an ``(H, W, 3)`` uint8 image (shape included)."""
+    digest = hashlib.blake2b(image_rgb.tobytes(), digest_size=16)
+    digest.update(repr(image_rgb.shape).encode())
+    return digest.hexdigest()
+
+
+class P2SAM:
+    """Segment the object of one reference image in other images.
+
+    Parameters
+    ----------
+    model : SamModel, str or Path
+        A loaded model, or a SAM checkpoint path (architecture inferred).
+    settings : Settings, optional
+        Algorithm options; ``preset`` picks the authors' settings by name
+        (``photos``, ``endoscopy-video``, ``ct-follow-up``, ``persam``).
+    device : str, optional
+        ``cuda``, ``mps`` or ``cpu`` (default: the fastest available).
+
+    Images may be 2D grayscale, RGB or RGBA, of any dtype (see
+    :func:`napari_p2sam.engine.pixels.to_rgb_uint8`).
+    """
+
+    def __init__(
+        self,
+        model: SamModel | str | Path,
+        settings: Settings | None = None,
+        *,
+        preset: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        if settings is not None and preset is not None:
+            raise ValueError("give either settings or preset, not both")
+        self.model = model if isinstance(model, SamModel) else load_model(model, device=device)
+        self.settings = named_preset(preset) if preset else (settings or Settings())
+        self.reference: Reference | None = None
+        self._reference_image: tuple[str, ImageEmbedding] | None = None
+        self._reference_mask: np.ndarray | None = None
+
+    def encode(self, image: np.ndarray, *, limits: tuple[float, float] | None = None) -> ImageEmbedding:
+        """Encode an image; the reference image's embedding is reused, never recomputed."""
+        rgb = to_rgb_uint8(image, limits=limits)
+        key = image_key(rgb)
+        if self._reference_image is not None and self._reference_image[0] == key:
+            return self._reference_image[1]
+        return encode_image(self.model, rgb)
+
+    def set_reference(
+        self, image: np.ndarray, mask: np.ndarray, *, limits: tuple[float, float] | None = None
+    ) -> Reference:
+        """Encode the reference and prepare its patches and part prototypes (once).
+
+        ``mask``: ``(H, W)``, non-zero = object, the image's size.
+        """
+        image = np.asarray(image)
+        mask = np.asarray(mask)
+        if mask.shape[:2] != image.shape[:2]:
+            raise ReferenceError(
+                f"the reference mask is {mask.shape[0]}×{mask.shape[1]} but the reference image is "
+                f"{image.shape[0]}×{image.shape[1]}; they must be the same size"
+            )
+        if not np.nan_to_num(mask.astype(np.float64)).any():
+            raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
+        rgb = to_rgb_uint8(image, limits=limits)
+        embedding = encode_image(self.model, rgb)
+        self._reference_image = (image_key(rgb), embedding)
+        self._reference_mask = mask
+        self._prepare_reference()
+        return self.reference
+
+    def _prepare_reference(self) -> None:
+        assert self._reference_image is not None and self._reference_mask is not None
+        embedding = self._reference_image[1]
+        s = self.settings
+        reference = build_reference(
+            embedding,
+            self._reference_mask,
+            transform=resizer(self.model),
+            img_size=self.model.sam.image_encoder.img_size,
+            parts=s.part_range,
+            background_parts=s.background_parts if s.uses_background_parts else None,
+        )
+        if not reference.parts:
+            raise ReferenceError(
+                f"the object covers only {reference.foreground.shape[0]} feature patches (16×16 px of SAM's "
+                f"1024-px frame), fewer than the smallest part count {s.part_range[0]}; lower the parts range"
+            )
+        self.reference = reference
+
+    def update_settings(self, settings: Settings | None = None, **changes) -> None:
+        """Change settings; the reference's prototypes are recomputed, its encoding reused."""
+        self.settings = replace(settings or self.settings, **changes)
+        if self._reference_image is not None:
+            self._prepare_reference()
+
+    def segment_embedding(self, embedding: ImageEmbedding) -> Segmentation:
+        """Segment an already encoded target."""
+        if self.reference is None:
+            raise ReferenceError("no reference yet: call set_reference(image, mask) first")
+        return segment_embedding(self.model, self.reference, embedding, self.settings)
+
+    def segment(self, image: np.ndarray, *, limits: tuple[float, float] | None = None) -> Segmentation:
+        """Segment the reference's object in ``image``.
+
+        Returns a :class:`Segmentation`: ``mask`` ``(H, W)`` bool, ``points``
+        ``(N, 2)`` (x, y), ``labels``, ``score`` and the chosen ``k``.
+        """
+        if self.reference is None:
+            raise ReferenceError("no reference yet: call set_reference(image, mask) first")
+        start = time.perf_counter()
+        embedding = self.encode(image, limits=limits)
+        encoded = time.perf_counter()
+        result = self.segment_embedding(embedding)
+        result.timings["encoder"] = encoded - start
+        return result

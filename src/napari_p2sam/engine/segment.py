@@ -1,0 +1,129 @@
+"""P²SAM on one target: candidates → batched cascade → retrieval → best mask."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..models.guidance import Guidance
+from ..models.loading import SamModel
+from .decode import Prompt, cascade, to_original
+from .embeddings import ImageEmbedding
+from .prompts import NEGATIVE, POSITIVE, attention_bias, mean_map, normalize_target, peak_xy, positive_points, similarity_maps
+from .reference import Reference
+from .retrieval import candidate_patches, emd_score
+from .settings import Settings
+
+
+@dataclass
+class Candidate:
+    """One tried prompt: ``k`` parts, ``n`` background parts (0 = natural variant's argmin point).
+
+    ``points``: ``(N, 2)`` (x = column, y = row) original pixels; ``labels``
+    ``(N,)`` 1 positive / 0 negative; ``score``: retrieval distance (``inf``
+    = empty prediction, ``nan`` = not scored, PerSAM).
+    """
+
+    k: int
+    n: int
+    points: np.ndarray
+    labels: np.ndarray
+    score: float = float("nan")
+
+
+@dataclass
+class Segmentation:
+    """The kept candidate for one target.
+
+    ``mask``: ``(H, W)`` bool at the target's size. ``timings``: seconds per
+    step (``prompts``, ``decoder``, ``retrieval``).
+    """
+
+    mask: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+    score: float
+    k: int
+    candidates: list[Candidate]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def build_candidates(
+    model: SamModel, reference: Reference, embedding: ImageEmbedding, settings: Settings
+) -> tuple[list[Candidate], torch.Tensor | None]:
+    """Every (k, n) candidate's points, in the authors' order, and the natural variant's attention biases ``(B, 1, 1, g²)``."""
+    target = normalize_target(embedding)
+    sam = model.sam
+    negatives: list[tuple[int, np.ndarray]] = [(0, np.zeros((0, 2), dtype=np.int64))]
+    if settings.variant == "medical" and settings.uses_background_parts:
+        negatives = [
+            (n, positive_points(similarity_maps(sam, protos, target, embedding)))
+            for n, protos in sorted(reference.background_parts.items())
+        ]
+    candidates, biases = [], []
+    lo, hi = settings.part_range
+    for k in range(lo, hi + 1):
+        if k not in reference.parts:
+            continue
+        maps = similarity_maps(sam, reference.parts[k], target, embedding)
+        positives = positive_points(maps)
+        if settings.variant == "natural":
+            mean = mean_map(maps)
+            points = np.concatenate([positives, peak_xy(mean, largest=False)])
+            candidates.append(Candidate(k, 0, points, np.array([POSITIVE] * k + [NEGATIVE])))
+            biases.append(attention_bias(mean, target.grid))
+            continue
+        for n, negative in negatives:
+            points = np.concatenate([positives, negative])
+            candidates.append(Candidate(k, n, points, np.array([POSITIVE] * k + [NEGATIVE] * n)))
+    return candidates, (torch.cat(biases) if biases else None)
+
+
+class _Stopwatch:
+    """Adds the seconds since the last lap to ``timings[step]``."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step] = self.timings.get(step, 0.0) + now - self.last
+        self.last = now
+
+
+@torch.inference_mode()
+def segment_embedding(
+    model: SamModel, reference: Reference, embedding: ImageEmbedding, settings: Settings
+) -> Segmentation:
+    """Segment one encoded target with a prepared reference."""
+    timings: dict[str, float] = {}
+    clock = _Stopwatch(timings)
+    candidates, biases = build_candidates(model, reference, embedding, settings)
+    clock.lap("prompts")
+    natural = settings.variant == "natural"
+    guidance = Guidance(biases, reference.semantic_prompt) if natural else None
+    prompts = [Prompt(c.points, c.labels) for c in candidates]
+    result = cascade(model, embedding, prompts, multimask=natural, guidance=guidance)
+    clock.lap("decoder")
+    best = 0
+    if settings.method == "p2sam":
+        for i, cand in enumerate(candidates):
+            patches, logits = candidate_patches(result.logits[i], embedding.features)
+            cand.score = emd_score(
+                reference.foreground,
+                patches,
+                target_logits=logits if settings.weighted_retrieval else None,
+                method=settings.retrieval,
+                max_patches=settings.retrieval_patches,
+            )
+            if cand.score < candidates[best].score:
+                best = i
+    clock.lap("retrieval")
+    mask = to_original(model, embedding, result.logits[best : best + 1])[0].cpu().numpy()
+    clock.lap("decoder")
+    chosen = candidates[best]
+    return Segmentation(mask, chosen.points, chosen.labels, chosen.score, chosen.k, candidates, timings)

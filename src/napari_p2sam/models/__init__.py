@@ -1,0 +1,1 @@
+"""Which SAM, from where, on which device."""

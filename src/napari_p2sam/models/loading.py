@@ -1,0 +1,249 @@
+"""Build a Segment Anything model from a checkpoint file.
+
+The architecture is read from the tensors' shapes, so Meta's vit_b / vit_l /
+vit_h files, MedSAM, micro-sam fine-tunes and small test models all load
+without the user naming the architecture. Checkpoints are always read with
+``torch.load(..., weights_only=True)``: nothing in a file is executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+NORMALIZATIONS = ("sam", "minmax")
+_REQUIRED_KEYS = (
+    "image_encoder.patch_embed.proj.weight",
+    "image_encoder.pos_embed",
+    "image_encoder.neck.0.weight",
+    "prompt_encoder.point_embeddings.0.weight",
+    "mask_decoder.iou_token.weight",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used as a SAM model."""
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """Image-encoder hyper-parameters read from a state dict."""
+
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    window_size: int
+    global_attn_indexes: tuple[int, ...]
+    out_chans: int
+
+
+@dataclass
+class SamModel:
+    """A loaded SAM and what identifies it.
+
+    ``identity`` names the weights (the file's sha256), so caches keyed by it
+    never mix two models. ``normalization`` is ``"sam"`` (SAM's pixel
+    mean/std) or ``"minmax"`` (MedSAM's rescaling of each image to [0, 1]).
+    """
+
+    sam: Sam
+    identity: str
+    normalization: str
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device`` if given, else cuda, then mps, then cpu."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' was asked for but Apple's MPS is not available; use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def infer_encoder_shape(state: dict[str, torch.Tensor]) -> EncoderShape:
+    """Read the ViT image encoder's hyper-parameters from tensor shapes.
+
+    Heads come from the relative-position tables (``rel_pos_h`` is
+    ``(2 * size - 1, head_dim)``); a block whose table spans the whole
+    feature grid is a global-attention block, the others share one window.
+    """
+    patch = state["image_encoder.patch_embed.proj.weight"]
+    embed_dim, _, patch_size, _ = patch.shape
+    grid = state["image_encoder.pos_embed"].shape[1]
+    block_ids = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
+    )
+    if not block_ids:
+        raise CheckpointError("no image-encoder blocks ('image_encoder.blocks.N.*')")
+    depth = block_ids[-1] + 1
+    heads, windows, global_ids = set(), set(), []
+    for i in range(depth):
+        rel = state.get(f"image_encoder.blocks.{i}.attn.rel_pos_h")
+        if rel is None:
+            raise CheckpointError(f"block {i} has no relative-position table ('attn.rel_pos_h')")
+        size = (rel.shape[0] + 1) // 2
+        heads.add(embed_dim // rel.shape[1])
+        if size == grid:
+            global_ids.append(i)
+        else:
+            windows.add(size)
+    if len(heads) != 1 or len(windows) > 1:
+        raise CheckpointError("image-encoder blocks disagree on heads or window size")
+    hidden = state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
+    return EncoderShape(
+        img_size=grid * patch_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads.pop(),
+        mlp_ratio=hidden / embed_dim,
+        window_size=windows.pop() if windows else 0,
+        global_attn_indexes=tuple(global_ids),
+        out_chans=state["image_encoder.neck.0.weight"].shape[0],
+    )
+
+
+def build_sam(state: dict[str, torch.Tensor]) -> Sam:
+    """Build segment-anything's ``Sam`` with the shapes found in ``state`` and load it."""
+    missing = [k for k in _REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"not a Segment Anything state dict: missing {', '.join(missing)}")
+    enc = infer_encoder_shape(state)
+    prompt_dim = enc.out_chans
+    grid = enc.img_size // enc.patch_size
+    decoder_depth = 1 + max(
+        int(m.group(1)) for k in state if (m := re.match(r"mask_decoder\.transformer\.layers\.(\d+)\.", k))
+    )
+    decoder_mlp = state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]
+    iou_hidden = state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]
+    iou_depth = 1 + max(
+        int(m.group(1)) for k in state if (m := re.match(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.", k))
+    )
+    num_mask_tokens = state["mask_decoder.mask_tokens.weight"].shape[0]
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=enc.depth,
+            embed_dim=enc.embed_dim,
+            img_size=enc.img_size,
+            mlp_ratio=enc.mlp_ratio,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=enc.num_heads,
+            patch_size=enc.patch_size,
+            qkv_bias="image_encoder.blocks.0.attn.qkv.bias" in state,
+            use_rel_pos=True,
+            global_attn_indexes=enc.global_attn_indexes,
+            window_size=enc.window_size,
+            out_chans=enc.out_chans,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(enc.img_size, enc.img_size),
+            mask_in_chans=4 * state["prompt_encoder.mask_downscaling.0.weight"].shape[0],
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=num_mask_tokens - 1,
+            transformer=TwoWayTransformer(
+                depth=decoder_depth, embedding_dim=prompt_dim, mlp_dim=decoder_mlp, num_heads=8
+            ),
+            transformer_dim=prompt_dim,
+            iou_head_depth=iou_depth,
+            iou_head_hidden_dim=iou_hidden,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    try:
+        sam.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"tensors do not fit the inferred SAM architecture: {err}") from None
+    return sam.eval()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a checkpoint's tensors safely (``weights_only=True``).
+
+    Accepts a plain state dict or one nested under ``"model"`` /
+    ``"state_dict"`` (as training scripts such as micro-sam's save them).
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for bad files
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+            "expected a Segment Anything .pth file such as sam_vit_b_01ec64.pth"
+        ) from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors; expected a Segment Anything checkpoint")
+    return obj
+
+
+def load_model(
+    checkpoint: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    normalization: str = "sam",
+) -> SamModel:
+    """Load a SAM checkpoint file (architecture inferred) onto ``device``.
+
+    ``checkpoint`` is a path or a name from the model registry.
+    ``normalization``: ``"sam"`` (pixel mean/std, SAM and its fine-tunes)
+    or ``"minmax"`` (MedSAM).
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    path = Path(checkpoint).expanduser()
+    state = read_state_dict(path)
+    try:
+        sam = build_sam(state)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    except (KeyError, IndexError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a Segment Anything checkpoint ({err})") from None
+    return SamModel(
+        sam=sam.to(choose_device(device)),
+        identity=file_sha256(path),
+        normalization=normalization,
+        source=str(path),
+    )
