@@ -75,11 +75,18 @@ class P2SAM:
         return encode_image(self.model, rgb)
 
     def set_reference(
-        self, image: np.ndarray, mask: np.ndarray, *, limits: tuple[float, float] | None = None
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        *,
+        limits: tuple[float, float] | None = None,
+        embedding: ImageEmbedding | None = None,
     ) -> Reference:
         """Encode the reference and prepare its patches and part prototypes (once).
 
         ``mask``: ``(H, W)``, non-zero = object, the image's size.
+        ``embedding``: the image's embedding if already computed (it is then
+        not encoded again), e.g. shared between methods.
         """
         image = np.asarray(image)
         mask = np.asarray(mask)
@@ -91,7 +98,8 @@ class P2SAM:
         if not np.nan_to_num(mask.astype(np.float64)).any():
             raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
         rgb = to_rgb_uint8(image, limits=limits)
-        embedding = encode_image(self.model, rgb)
+        if embedding is None:
+            embedding = encode_image(self.model, rgb)
         self._reference_image = (image_key(rgb), embedding)
         self._reference_mask = mask
         self._prepare_reference()
