@@ -23,8 +23,10 @@ class RetrievalWarning(UserWarning):
     """POT stopped before the optimum (its iteration limit); the score is an upper bound."""
 
 
-def candidate_patches(logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patches covered by a candidate: raw features ``(N_t, C)`` and their logits ``(N_t,)``.
+def candidate_patches(
+    logits: torch.Tensor, features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Patches covered by a candidate: the ``(g, g)`` bool map, their raw features ``(N_t, C)`` and logits ``(N_t,)``.
 
     ``logits``: ``(256, 256)`` low-res logits in the padded frame, bilinearly
     resized to the feature grid; patches with logit > 0 count.
@@ -33,7 +35,7 @@ def candidate_patches(logits: torch.Tensor, features: torch.Tensor) -> tuple[tor
     grid = features.shape[-1]
     coarse = F.interpolate(logits[None, None].float(), size=(grid, grid), mode="bilinear")[0, 0]
     keep = coarse > 0
-    return features[0].permute(1, 2, 0)[keep], coarse[keep]
+    return keep, features[0].permute(1, 2, 0)[keep], coarse[keep]
 
 
 def _subsample(x: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:

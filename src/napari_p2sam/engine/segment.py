@@ -82,6 +82,15 @@ def build_candidates(
     return candidates, (torch.cat(biases) if biases else None)
 
 
+def lowest_score(scores: list[float]) -> int:
+    """Index of the lowest score; ties keep the earliest (smallest k). All ``inf``: the first."""
+    best = 0
+    for i, score in enumerate(scores):
+        if score < scores[best]:
+            best = i
+    return best
+
+
 class _Stopwatch:
     """Adds the seconds since the last lap to ``timings[step]``."""
 
@@ -111,17 +120,20 @@ def segment_embedding(
     clock.lap("decoder")
     best = 0
     if settings.method == "p2sam":
+        solved: dict[bytes, float] = {}  # candidates covering the same patches share one solve
         for i, cand in enumerate(candidates):
-            patches, logits = candidate_patches(result.logits[i], embedding.features)
-            cand.score = emd_score(
-                reference.foreground,
-                patches,
-                target_logits=logits if settings.weighted_retrieval else None,
-                method=settings.retrieval,
-                max_patches=settings.retrieval_patches,
-            )
-            if cand.score < candidates[best].score:
-                best = i
+            keep, patches, logits = candidate_patches(result.logits[i], embedding.features)
+            key = keep.cpu().numpy().tobytes() + logits.cpu().numpy().tobytes() * settings.weighted_retrieval
+            if key not in solved:
+                solved[key] = emd_score(
+                    reference.foreground,
+                    patches,
+                    target_logits=logits if settings.weighted_retrieval else None,
+                    method=settings.retrieval,
+                    max_patches=settings.retrieval_patches,
+                )
+            cand.score = solved[key]
+        best = lowest_score([c.score for c in candidates])
     clock.lap("retrieval")
     mask = to_original(model, embedding, result.logits[best : best + 1])[0].cpu().numpy()
     clock.lap("decoder")
