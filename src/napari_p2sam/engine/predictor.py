@@ -33,6 +33,24 @@ def image_key(image_rgb: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def prepare_reference(model: SamModel, embedding: ImageEmbedding, mask: np.ndarray, settings: Settings) -> Reference:
+    """Build the reference for ``settings``; :class:`ReferenceError` if no part count fits the object."""
+    reference = build_reference(
+        embedding,
+        mask,
+        transform=resizer(model),
+        img_size=model.sam.image_encoder.img_size,
+        parts=settings.part_range,
+        background_parts=settings.background_parts if settings.uses_background_parts else None,
+    )
+    if not reference.parts:
+        raise ReferenceError(
+            f"the object covers only {reference.foreground.shape[0]} feature patches (16×16 px of SAM's "
+            f"1024-px frame), fewer than the smallest part count {settings.part_range[0]}; lower the parts range"
+        )
+    return reference
+
+
 class P2SAM:
     """Segment the object of one reference image in other images.
 
@@ -107,22 +125,7 @@ class P2SAM:
 
     def _prepare_reference(self) -> None:
         assert self._reference_image is not None and self._reference_mask is not None
-        embedding = self._reference_image[1]
-        s = self.settings
-        reference = build_reference(
-            embedding,
-            self._reference_mask,
-            transform=resizer(self.model),
-            img_size=self.model.sam.image_encoder.img_size,
-            parts=s.part_range,
-            background_parts=s.background_parts if s.uses_background_parts else None,
-        )
-        if not reference.parts:
-            raise ReferenceError(
-                f"the object covers only {reference.foreground.shape[0]} feature patches (16×16 px of SAM's "
-                f"1024-px frame), fewer than the smallest part count {s.part_range[0]}; lower the parts range"
-            )
-        self.reference = reference
+        self.reference = prepare_reference(self.model, self._reference_image[1], self._reference_mask, self.settings)
 
     def update_settings(self, settings: Settings | None = None, **changes) -> None:
         """Change settings; the reference's prototypes are recomputed, its encoding reused."""

@@ -1,0 +1,182 @@
+"""Image embeddings on disk, so each frame is encoded once per model and preprocessing.
+
+Layout (a zarr v3 hierarchy)::
+
+    CACHE/<encoder key>/            a group: one model + its input normalisation
+        zarr.json                   group attributes: model identity, normalisation, encoder size
+        <pixel hash>/               one array per frame: (256, 64, 64) float32, one chunk
+            zarr.json               attributes: the full signature, input and original size
+
+An entry is found by its signature: the hash of the exact ``(H, W, 3)``
+uint8 RGB fed to SAM (so the channel choice and the intensity mapping are
+part of it), the model's identity (sha256 of its weights), its input
+normalisation and encoder size. The signature stored in the entry is
+compared before reuse. Entries are content-addressed, so the same frame
+reused in another stack or at another index is found too, and one changed
+pixel misses that frame only.
+
+Writes are atomic: an entry is written under a temporary name in the group
+and renamed into place when complete (a rename of a folder on one file
+system is atomic), so a killed run leaves either a whole entry or none.
+Leftover temporary folders are never read; :meth:`EmbeddingCache.clean` removes old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.loading import SamModel
+from .embeddings import ImageEmbedding, encode_image
+from .predictor import image_key as pixel_hash
+
+FORMAT_VERSION = 1
+"""Bump when the meaning of a stored embedding changes; older entries are then never reused."""
+_TEMP_PREFIX = ".writing-"
+
+
+class CacheError(OSError):
+    """A cache folder that cannot be used, with what to do about it."""
+
+
+def encoder_signature(model: SamModel) -> dict:
+    """What, besides the pixels, decides an embedding: model weights, normalisation, encoder size."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": model.identity,
+        "normalization": model.normalization,
+        "img_size": int(model.sam.image_encoder.img_size),
+    }
+
+
+def encoder_key(model: SamModel) -> str:
+    text = json.dumps(encoder_signature(model), sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    """Counts for this cache object: ``hits`` reused, ``misses`` encoded (and written)."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+class EmbeddingCache:
+    """A folder of embeddings (see the module docstring); created if missing.
+
+    Raises :class:`CacheError` at once if the folder cannot be created or
+    written to.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.stats = CacheStats()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            probe = self.folder / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise CacheError(
+                f"the cache folder {self.folder} cannot be written to ({err.strerror or err}); "
+                "choose another folder (--cache DIR) or fix its permissions"
+            ) from None
+
+    def group(self, model: SamModel) -> Path:
+        """The model's group folder (created with its zarr metadata on first use)."""
+        import zarr
+
+        path = self.folder / encoder_key(model)
+        if not (path / "zarr.json").is_file():
+            zarr.open_group(str(path), mode="a", attributes={"napari_p2sam": encoder_signature(model)})
+        return path
+
+    def load(self, model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding | None:
+        """The cached embedding of ``image_rgb`` for ``model``, or None (missing or not matching)."""
+        import zarr
+
+        key = pixel_hash(image_rgb)
+        path = self.folder / encoder_key(model) / key
+        if not (path / "zarr.json").is_file():
+            return None
+        try:
+            array = zarr.open_array(str(path), mode="r")
+            stored = dict(array.attrs["napari_p2sam"])
+            expected = {**encoder_signature(model), "pixels": key}
+            if stored.get("signature") != expected:
+                return None
+            features = np.asarray(array[...])
+        except (OSError, ValueError, KeyError) as err:
+            raise CacheError(f"the cache entry {path} cannot be read ({err}); delete it to re-encode that frame") from None
+        tensor = torch.from_numpy(features)[None].to(model.device)
+        return ImageEmbedding(tensor, tuple(stored["input_size"]), tuple(stored["original_size"]))
+
+    def save(self, model: SamModel, image_rgb: np.ndarray, embedding: ImageEmbedding) -> None:
+        """Store ``embedding`` atomically (an existing complete entry is kept)."""
+        import zarr
+
+        key = pixel_hash(image_rgb)
+        group = self.group(model)
+        final = group / key
+        if final.exists():
+            return
+        temp = group / f"{_TEMP_PREFIX}{key}-{uuid.uuid4().hex}"
+        features = embedding.features[0].detach().to("cpu", torch.float32).numpy()
+        attributes = {
+            "napari_p2sam": {
+                "signature": {**encoder_signature(model), "pixels": key},
+                "input_size": list(embedding.input_size),
+                "original_size": list(embedding.original_size),
+            }
+        }
+        try:
+            array = zarr.create_array(
+                str(temp), shape=features.shape, chunks=features.shape, dtype="float32", attributes=attributes
+            )
+            array[...] = features
+            _sync_tree(temp)
+            os.rename(temp, final)
+        except OSError as err:
+            shutil.rmtree(temp, ignore_errors=True)
+            if final.exists():  # another process wrote the same entry first
+                return
+            raise CacheError(f"cannot write to the cache folder {self.folder} ({err.strerror or err})") from None
+
+    def embedding(self, model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
+        """The embedding of ``image_rgb``: from the cache, else encoded and stored."""
+        cached = self.load(model, image_rgb)
+        if cached is not None:
+            self.stats.hits += 1
+            return cached
+        embedding = encode_image(model, image_rgb)
+        self.save(model, image_rgb, embedding)
+        self.stats.misses += 1
+        return embedding
+
+    def clean(self, older_than_s: float = 3600.0) -> int:
+        """Remove leftovers of killed writes older than ``older_than_s``; returns how many."""
+        now = time.time()
+        leftovers = [
+            p for p in self.folder.glob(f"*/{_TEMP_PREFIX}*") if p.is_dir() and now - p.stat().st_mtime > older_than_s
+        ]
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(leftovers)
+
+
+def _sync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk, so the rename publishes complete data."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())

@@ -1,0 +1,354 @@
+"""Run P²SAM over a whole stack: painted frames in, one labelled frame at a time out.
+
+Rules
+-----
+- **Objects.** Each non-zero label value of a painted frame is its own
+  object, segmented on its own; the output keeps the label values.
+- **Which reference.** A frame with any non-zero pixel is painted. Every
+  other frame uses the nearest painted frame (ties: the earlier one) and
+  every object painted there. An object missing from that painted frame is
+  not looked for, so painting a later frame without an object ends it.
+- **Painted frames** keep their paint unchanged in the output.
+- **Overlaps.** Where objects' masks overlap, the pixel goes to the object
+  whose retrieval score is lowest (closest to its reference); objects
+  without a score (PerSAM) come after scored ones, and equal scores go to
+  the lower label value.
+- **Work done once.** Each frame is encoded once (with an
+  :class:`~napari_p2sam.engine.cache.EmbeddingCache`, once per model and
+  preprocessing across runs). The reference of each (painted frame, label)
+  is built once per run and kept in memory for later runs while its pixels,
+  mask, model and part settings stay the same.
+- **Memory.** Only the current frame, its embedding and the references are
+  held; results are yielded one frame at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+
+from ..models.loading import SamModel
+from .cache import EmbeddingCache, encoder_key, pixel_hash
+from .embeddings import ImageEmbedding, encode_image
+from .predictor import prepare_reference
+from .reference import Reference, ReferenceError
+from .segment import Segmentation, segment_embedding
+from .settings import Settings
+from .sources import FrameSource, Pixels, open_source, pixels_for
+
+
+class PropagationCancelled(Exception):
+    """Raise it from a ``progress`` or ``should_stop`` callback to stop at once; the run ends quietly."""
+
+
+@dataclass
+class Progress:
+    """``done`` frames of ``total`` finished in this run; ``eta_s`` None until one frame was segmented."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass
+class FrameResult:
+    """One output frame.
+
+    ``labels``: ``(H, W)`` in the references' label dtype. ``segmentations``:
+    label value → engine result (empty for painted frames). ``reference_frame``:
+    the painted frame used (None for a painted frame, whose paint is copied).
+    """
+
+    index: int
+    labels: np.ndarray
+    segmentations: dict[int, Segmentation]
+    reference_frame: int | None
+    painted: bool
+
+
+def propagate(
+    model: SamModel,
+    frames,
+    references,
+    settings: Settings,
+    *,
+    frame_range: range | None = None,
+    cache: EmbeddingCache | None = None,
+    limits: tuple[float, float] | None = None,
+    channel: int | tuple[int, ...] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> "Propagation":
+    """Segment every frame of ``frame_range`` from the painted ``references``.
+
+    ``frames``: a :class:`~napari_p2sam.engine.sources.FrameSource`, a path,
+    or an array-like ``(T, Y, X)`` / ``(T, Y, X, C)`` (numpy, dask, zarr).
+    ``references``: labels ``(T, H, W)`` (frames with any non-zero pixel are
+    painted) or ``{frame_index: (H, W) labels}``. ``limits``: intensity
+    mapping of non-uint8 frames (default: 0.5–99.5 percentiles over the
+    stack). ``channel``: one channel, or three as R, G, B, of multi-channel
+    frames. ``progress`` is called once before the first frame and after
+    each frame; ``should_stop`` is checked before each frame and between
+    objects (a frame stopped half-way is dropped).
+
+    Returns an iterator of :class:`FrameResult`, one per frame of
+    ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
+    user-facing messages) here, before any work.
+    """
+    source = open_source(frames)
+    opened = source is not frames
+    try:
+        painted = painted_frames(references, source)
+        frame_range = check_frame_range(frame_range, len(source))
+        pixels = pixels_for(source, channel=channel, limits=limits)
+    except BaseException:
+        if opened:
+            source.close()
+        raise
+    return Propagation(
+        model, source, painted, settings, frame_range, pixels, cache, progress, should_stop, close_source=opened
+    )
+
+
+def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
+    """``{frame: (H, W) labels}`` of the frames with paint, copied; checked against ``source``."""
+    count, shape = len(source), source.frame_shape
+    if isinstance(references, Mapping):
+        items = []
+        for index, labels in references.items():
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+                raise ReferenceError(
+                    f"reference frame {index} is out of range: {source.name} has {count} frame(s) (0..{count - 1})"
+                )
+            items.append((int(index), labels))
+    else:
+        if not hasattr(references, "shape"):
+            references = np.asarray(references)
+        if len(references.shape) != 3 or references.shape[0] != count:
+            raise ReferenceError(
+                f"the references have shape {tuple(references.shape)} but {source.name} has {count} frame(s) of "
+                f"{shape[0]}×{shape[1]}: give a labels stack ({count}, {shape[0]}, {shape[1]}) or "
+                "{frame_index: 2D labels}"
+            )
+        items = ((i, references[i]) for i in range(count))
+    painted = {}
+    for index, labels in items:
+        labels = np.asarray(labels)
+        if labels.shape != shape:
+            raise ReferenceError(
+                f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
+                f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
+            )
+        if labels.dtype.kind not in "biu":
+            raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
+        if labels.any():
+            painted[index] = labels.astype(np.uint8) if labels.dtype == np.bool_ else labels.copy()
+    if not painted:
+        raise ReferenceError(
+            f"no painted pixel in any reference frame of {source.name}: paint the object(s) with a non-zero label "
+            "on at least one frame"
+        )
+    return dict(sorted(painted.items()))
+
+
+def check_frame_range(frame_range: range | None, count: int) -> range:
+    """``frame_range`` (default all frames), checked to lie inside ``0..count``."""
+    if frame_range is None:
+        return range(count)
+    if frame_range.step < 1 or len(frame_range) == 0 or frame_range.start < 0 or frame_range[-1] >= count:
+        raise ValueError(
+            f"frames {frame_range.start}:{frame_range.stop} cannot be produced: the stack has {count} frame(s) "
+            f"(0..{count - 1}); give a non-empty range START:STOP inside it"
+        )
+    return frame_range
+
+
+def nearest_painted(index: int, painted: list[int]) -> int:
+    """The painted frame nearest to ``index`` (``painted`` sorted); ties: the earlier one."""
+    return min(painted, key=lambda p: (abs(p - index), p))
+
+
+def combine(
+    shape: tuple[int, int], dtype: np.dtype, segmentations: Mapping[int, Segmentation]
+) -> np.ndarray:
+    """Paint each object's mask into one ``(H, W)`` label image; overlaps follow the module's rule."""
+    def priority(label: int) -> tuple[float, int]:
+        score = segmentations[label].score
+        return (score if np.isfinite(score) else np.inf, label)
+
+    labels = np.zeros(shape, dtype=dtype)
+    for label in sorted(segmentations, key=priority):
+        labels[segmentations[label].mask & (labels == 0)] = label
+    return labels
+
+
+class ReferenceMemo:
+    """A few recently built references, keyed by everything that decides them."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, Reference] = OrderedDict()
+
+    def get(self, key: tuple) -> Reference | None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+        return self._entries.get(key)
+
+    def put(self, key: tuple, reference: Reference) -> None:
+        self._entries[key] = reference
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+REFERENCES = ReferenceMemo()
+"""References shared by runs in this process (a rerun after new settings or paint reuses the others)."""
+
+
+class Propagation:
+    """The iterator :func:`propagate` returns.
+
+    After (or during) the iteration: ``encoded`` counts frames run through
+    the image encoder in this run, ``cancelled`` tells whether a stop ended it.
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        source: FrameSource,
+        painted: dict[int, np.ndarray],
+        settings: Settings,
+        frame_range: range,
+        pixels: Pixels,
+        cache: EmbeddingCache | None,
+        progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        *,
+        close_source: bool,
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.painted = painted
+        self.settings = settings
+        self.frame_range = frame_range
+        self.pixels = pixels
+        self.cache = cache
+        self.encoded = 0
+        self.cancelled = False
+        self.label_dtype = np.result_type(*painted.values())
+        self._progress = progress or (lambda _: None)
+        self._should_stop = should_stop or (lambda: False)
+        self._close_source = close_source
+        self._references: dict[tuple[int, int], Reference] = {}
+        self._frames = self._run()
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        return self
+
+    def __next__(self) -> FrameResult:
+        return next(self._frames)
+
+    def close(self) -> None:
+        """Stop early from outside the loop (closes the source if propagate opened it)."""
+        self._frames.close()
+
+    def _run(self) -> Iterator[FrameResult]:
+        try:
+            yield from self._frames_in_order()
+        except PropagationCancelled:
+            self.cancelled = True
+        finally:
+            if self._close_source:
+                self.source.close()
+
+    def _stop_requested(self) -> bool:
+        if self._should_stop():
+            self.cancelled = True
+        return self.cancelled
+
+    def _frames_in_order(self) -> Iterator[FrameResult]:
+        start = time.perf_counter()
+        total = len(self.frame_range)
+        painted_list = list(self.painted)
+        remaining_targets = sum(i not in self.painted for i in self.frame_range)
+        segmented, segment_time = 0, 0.0
+        self._progress(Progress(0, total, 0.0, None))
+        for frame in sorted({nearest_painted(i, painted_list) for i in self.frame_range if i not in self.painted}):
+            if self._stop_requested():
+                return
+            self._references_of(frame)  # every reference problem shows before the first frame
+        for done, index in enumerate(self.frame_range, 1):
+            if self._stop_requested():
+                return
+            if index in self.painted:
+                result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
+            else:
+                frame_start = time.perf_counter()
+                result = self._segment_frame(index, nearest_painted(index, painted_list))
+                if result is None:
+                    return
+                segmented += 1
+                remaining_targets -= 1
+                segment_time += time.perf_counter() - frame_start
+            elapsed = time.perf_counter() - start
+            eta = segment_time / segmented * remaining_targets if segmented else None
+            self._progress(Progress(done, total, elapsed, eta))
+            yield result
+
+    def _segment_frame(self, index: int, reference_frame: int) -> FrameResult | None:
+        """Segment every object of ``reference_frame`` in frame ``index``; None if stopped half-way."""
+        references = self._references_of(reference_frame)
+        embedding = self._embedding(self.pixels.rgb(self.source.read(index)))
+        segmentations = {}
+        for label, reference in references.items():
+            if self._stop_requested():
+                return None
+            segmentations[label] = segment_embedding(self.model, reference, embedding, self.settings)
+        labels = combine(self.source.frame_shape, self.label_dtype, segmentations)
+        return FrameResult(index, labels, segmentations, reference_frame, False)
+
+    def _embedding(self, rgb: np.ndarray) -> ImageEmbedding:
+        if self.cache is None:
+            self.encoded += 1
+            return encode_image(self.model, rgb)
+        misses = self.cache.stats.misses
+        embedding = self.cache.embedding(self.model, rgb)
+        self.encoded += self.cache.stats.misses - misses
+        return embedding
+
+    def _references_of(self, frame: int) -> dict[int, Reference]:
+        """label → Reference of painted ``frame``, built once per (frame, label)."""
+        paint = self.painted[frame]
+        labels = [int(v) for v in np.unique(paint) if v != 0]
+        if all((frame, label) in self._references for label in labels):
+            return {label: self._references[frame, label] for label in labels}
+        rgb = self.pixels.rgb(self.source.read(frame))
+        frame_key = (encoder_key(self.model), pixel_hash(rgb), self._reference_settings())
+        embedding = None
+        for label in labels:
+            mask = paint == label
+            key = frame_key + (hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).hexdigest(),)
+            reference = REFERENCES.get(key)
+            if reference is None:
+                if embedding is None:
+                    embedding = self._embedding(rgb)
+                reference = self._build_reference(embedding, mask, frame, label)
+                REFERENCES.put(key, reference)
+            self._references[frame, label] = reference
+        return {label: self._references[frame, label] for label in labels}
+
+    def _reference_settings(self) -> tuple:
+        s = self.settings
+        return (s.part_range, s.background_parts if s.uses_background_parts else None)
+
+    def _build_reference(self, embedding: ImageEmbedding, mask: np.ndarray, frame: int, label: int) -> Reference:
+        try:
+            return prepare_reference(self.model, embedding, mask, self.settings)
+        except ReferenceError as err:
+            raise ReferenceError(f"object {label} on frame {frame}: {err}") from None

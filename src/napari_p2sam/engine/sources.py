@@ -1,0 +1,450 @@
+"""Frame sources: one frame at a time from arrays, TIFF stacks, folders and videos.
+
+Every source is a :class:`FrameSource`: ``len(source)`` frames of
+``frame_shape`` (H, W) pixels, read one by one with ``source.read(i)`` in the
+file's own dtype, ``(H, W)`` or ``(H, W, C)``. Nothing reads a whole stack:
+TIFF stacks go through tifffile's zarr view (one page per read, compressed or
+not), folders open one file per read, videos decode forward from the nearest
+key frame (PyAV).
+
+:class:`Pixels` turns a raw frame into the ``(H, W, 3)`` uint8 RGB that SAM
+takes: the channel choice, then :func:`~napari_p2sam.engine.pixels.to_rgb_uint8`
+with one intensity mapping shared by the whole stack (:func:`stack_limits`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+LIMIT_SAMPLES = 8_000_000
+"""At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
+
+
+class SourceError(ImageInputError):
+    """A stack, folder or video that cannot be read, with what to do about it."""
+
+
+class FrameSource:
+    """Frames read one at a time. Subclasses set the attributes and implement :meth:`read`.
+
+    ``name``: what to call the source in messages. ``frame_shape``: (H, W).
+    ``channels``: 0 for grayscale frames ``(H, W)``, else C of ``(H, W, C)``.
+    ``skipped``: ``(path, reason)`` of files left out (folders only).
+    """
+
+    name: str
+    frame_shape: tuple[int, int]
+    channels: int
+    dtype: np.dtype
+    skipped: tuple[tuple[Path, str], ...] = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as stored: ``(H, W)`` or ``(H, W, C)``."""
+        raise NotImplementedError
+
+    def check_index(self, index: int) -> int:
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} is out of range: {self.name} has {len(self)} frame(s)")
+        return index
+
+    def close(self) -> None:
+        """Release open files (sources reopen them when read again)."""
+
+
+class ArrayFrames(FrameSource):
+    """Frames of an array-like (numpy, dask, zarr, tifffile's zarr view).
+
+    ``axes`` names the array's dimensions with ``T`` or ``Z`` (frames), ``Y``,
+    ``X`` and ``C`` (channels), e.g. ``"TYXC"``. Default: ``YX`` for 2D; for
+    3D ``YXC`` if the last axis has 1, 3 or 4 entries, else ``TYX``; ``TYXC``
+    for 4D. Pass ``axes`` for e.g. a 2-channel image ``"YXC"``.
+    """
+
+    def __init__(self, array, *, axes: str | None = None, name: str = "the array") -> None:
+        shape = tuple(int(n) for n in array.shape)
+        axes = (axes or default_axes(shape)).upper().replace("Z", "T")
+        if len(axes) != len(shape) or sorted(axes) not in (sorted("YX"), sorted("TYX"), sorted("YXC"), sorted("TYXC")):
+            raise SourceError(
+                f"{name} has shape {shape} and axes {axes!r}; frames need axes from T (or Z), Y, X and C, "
+                "e.g. 'TYX', 'TYXC' or 'YXC'"
+            )
+        self._array = array
+        self._axes = axes
+        self.name = name
+        self._count = shape[axes.index("T")] if "T" in axes else 1
+        self.frame_shape = (shape[axes.index("Y")], shape[axes.index("X")])
+        self.channels = shape[axes.index("C")] if "C" in axes else 0
+        self.dtype = np.dtype(array.dtype)
+        if self._count < 1 or min(self.frame_shape) < 1:
+            raise SourceError(f"{name} has no frames (shape {shape})")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def read(self, index: int) -> np.ndarray:
+        self.check_index(index)
+        frame_axes = self._axes
+        block = self._array
+        if "T" in frame_axes:
+            block = block[(slice(None),) * frame_axes.index("T") + (index,)]
+            frame_axes = frame_axes.replace("T", "")
+        frame = np.asarray(block)
+        order = [frame_axes.index(a) for a in "YXC" if a in frame_axes]
+        return np.ascontiguousarray(frame.transpose(order))
+
+
+def default_axes(shape: tuple[int, ...]) -> str:
+    """The axes a plain array is read with (see :class:`ArrayFrames`)."""
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3:
+        return "YXC" if shape[2] in (1, 3, 4) else "TYX"
+    if len(shape) == 4:
+        return "TYXC"
+    raise SourceError(f"cannot read shape {shape} as frames: expected YX, YXC, TYX or TYXC")
+
+
+class TiffFrames(ArrayFrames):
+    """A TIFF image or stack, read one page at a time through tifffile's zarr view.
+
+    Axes come from the file (``series.axes``, size-1 axes dropped): ``Y``/``X``
+    are the frame, ``S`` or ``C`` the channels, any other one axis (T, Z, Q,
+    I, ...) the frames. A file with two frame axes (e.g. T and Z) is refused.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import tifffile
+        import zarr
+
+        self.path = Path(path)
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, series.shape
+            store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
+            array = zarr.open(store, mode="r")
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
+            raise SourceError(f"{self.path} cannot be read as a TIFF ({err})") from None
+        if tuple(array.shape) != tuple(shape):
+            store.close()
+            raise SourceError(f"{self.path}: unexpected TIFF layout {axes} {shape}; save a plain (T, Y, X[, C]) stack")
+        self._store = store
+        super().__init__(array, axes=tiff_frame_axes(axes, shape, self.path), name=str(self.path))
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
+    """Map tifffile's axis letters onto T (frames), Y, X and C (channels)."""
+    mapped = "".join(a if a in "YX" else "C" if a in "SC" else "T" for a in axes)
+    if mapped.count("T") > 1 or mapped.count("C") > 1:
+        raise SourceError(
+            f"{path} has axes {axes} of shape {tuple(shape)}; this tool reads one frame axis (time or z) and at "
+            "most one channel axis: save one time series or one z-stack per file"
+        )
+    return mapped
+
+
+def natural_key(name: str) -> list:
+    """Sort key putting ``img2`` before ``img10`` (digit runs compared as numbers)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class FolderFrames(FrameSource):
+    """A folder of single images (PNG, JPEG, TIFF, BMP), one frame per file, in natural order.
+
+    Every file's header is checked when the folder is opened: a file that
+    cannot be read stops with its name, unless ``skip_unreadable`` is set,
+    in which case it is left out and listed in ``skipped``. All frames must
+    have the same size.
+    """
+
+    def __init__(self, folder: str | Path, *, skip_unreadable: bool = False) -> None:
+        self.path = Path(folder)
+        self.name = str(self.path)
+        files = sorted(
+            (p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: natural_key(p.name),
+        )
+        if not files:
+            raise SourceError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        readable, skipped, sizes = [], [], {}
+        for path in files:
+            try:
+                sizes[path] = image_size(path)
+                readable.append(path)
+            except SourceError as err:
+                if not skip_unreadable:
+                    raise SourceError(
+                        f"{err}; nothing was skipped: fix or remove the file, or skip unreadable files "
+                        "(--skip-unreadable on the command line)"
+                    ) from None
+                skipped.append((path, str(err)))
+        if not readable:
+            raise SourceError(f"{self.path}: none of its {len(files)} image files can be read")
+        self.files = tuple(readable)
+        self.skipped = tuple(skipped)
+        self.frame_shape = sizes[self.files[0]]
+        for path in self.files:
+            if sizes[path] != self.frame_shape:
+                raise SourceError(
+                    f"{path} is {sizes[path][0]}×{sizes[path][1]} but {self.files[0].name} is "
+                    f"{self.frame_shape[0]}×{self.frame_shape[1]}; all frames of a folder must have one size"
+                )
+        first = self.read(0)
+        self.channels = first.shape[2] if first.ndim == 3 else 0
+        self.dtype = first.dtype
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        from ..io.images import read_image
+
+        path = self.files[self.check_index(index)]
+        try:
+            frame = read_image(path)
+        except (OSError, ValueError) as err:
+            raise SourceError(f"frame {index} ({path}) cannot be read: {err}") from None
+        if frame.shape[:2] != self.frame_shape:
+            raise SourceError(f"frame {index} ({path}) is not a single {self.frame_shape} image (shape {frame.shape})")
+        return frame
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of a single image file from its header; :class:`SourceError` if it cannot be read."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape = series.shape
+                if len(shape) not in (2, 3) or (len(shape) == 3 and series.axes[-1] not in "SC"):
+                    raise SourceError(f"{path} holds a stack {series.axes} {shape}, not one image")
+                return int(shape[0]), int(shape[1])
+        from PIL import Image
+
+        with Image.open(path) as img:
+            img.verify()
+            width, height = img.size
+        return height, width
+    except SourceError:
+        raise
+    except Exception as err:  # every reader error means the same to the user: this file is unreadable
+        raise SourceError(f"{path} cannot be read ({type(err).__name__}: {err})") from None
+
+
+class VideoFrames(FrameSource):
+    """A video file (mp4, avi, ...) decoded lazily with PyAV as ``(H, W, 3)`` uint8 RGB frames.
+
+    Opening demuxes the packets once (no decoding) to count frames and
+    learn their timestamps. Reading frame i decodes forward from the
+    current position, or from the nearest key frame before i after a
+    seek, so reading in order decodes every frame once.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import av
+
+        self.path = Path(path)
+        self.name = str(self.path)
+        if not self.path.is_file():
+            raise SourceError(f"no such video file: {self.path}")
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise SourceError(f"{self.path} has no video stream")
+                stream = container.streams.video[0]
+                self.frame_shape = (stream.codec_context.height, stream.codec_context.width)
+                timestamps = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+        except SourceError:
+            raise
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise SourceError(f"{self.path} cannot be read as a video ({err})") from None
+        if not timestamps:
+            raise SourceError(f"{self.path} is a video with no frames; check the file (it may be empty or cut short)")
+        self.timestamps = sorted(timestamps)
+        self.channels = 3
+        self.dtype = np.dtype(np.uint8)
+        self._container = None
+        self._frames = None
+        self._next = None
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def read(self, index: int) -> np.ndarray:
+        import av
+
+        target = self.timestamps[self.check_index(index)]
+        try:
+            if self._container is None or self._next is None or not self._next <= index:
+                self._seek(target)
+            for frame in self._frames:
+                if frame.pts is None or frame.pts < target:
+                    continue
+                self._next = index + 1
+                return frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as err:
+            raise SourceError(f"frame {index} of {self.path} cannot be decoded ({err})") from None
+        raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+
+    def _seek(self, pts: int) -> None:
+        import av
+
+        if self._container is None:
+            self._container = av.open(str(self.path))
+        stream = self._container.streams.video[0]
+        self._container.seek(pts, backward=True, any_frame=False, stream=stream)
+        self._frames = self._container.decode(stream)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = self._frames = self._next = None
+
+
+def open_source(
+    frames, *, axes: str | None = None, skip_unreadable: bool = False
+) -> FrameSource:
+    """A :class:`FrameSource` for ``frames``.
+
+    ``frames``: a FrameSource (returned as is), an array-like (numpy, dask,
+    zarr; ``axes`` as in :class:`ArrayFrames`), or a path: a TIFF file or
+    stack, a PNG/JPEG/BMP image, a folder of images, or a video file.
+    """
+    if isinstance(frames, FrameSource):
+        return frames
+    if isinstance(frames, (str, Path)):
+        path = Path(frames)
+        if path.is_dir():
+            return FolderFrames(path, skip_unreadable=skip_unreadable)
+        if not path.is_file():
+            raise SourceError(f"no such file or folder: {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".tif", ".tiff"):
+            return TiffFrames(path)
+        if suffix in VIDEO_SUFFIXES:
+            return VideoFrames(path)
+        if suffix in IMAGE_SUFFIXES:
+            from ..io.images import read_image
+
+            image_size(path)
+            return ArrayFrames(read_image(path), axes=axes, name=str(path))
+        raise SourceError(
+            f"{path}: unknown kind of file {suffix!r}; give a TIFF, PNG, JPEG or BMP image, a folder of images, "
+            f"or a video ({', '.join(VIDEO_SUFFIXES)})"
+        )
+    if not hasattr(frames, "shape") or not hasattr(frames, "__getitem__"):
+        frames = np.asarray(frames)
+    return ArrayFrames(frames, axes=axes)
+
+
+def frame_sample(frame: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` values drawn (with replacement, fixed seed) from a frame, as float64."""
+    flat = np.asarray(frame).reshape(-1)
+    if flat.size <= count:
+        return flat.astype(np.float64)
+    picks = np.random.default_rng(seed).integers(0, flat.size, count)
+    return flat[picks].astype(np.float64)
+
+
+def stack_limits(
+    source: FrameSource,
+    *,
+    channel: int | Sequence[int] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> tuple[float, float]:
+    """The (low, high) intensities at ``percentiles`` over the whole stack, NaN ignored.
+
+    Every frame is read once; at most :data:`LIMIT_SAMPLES` values in all,
+    drawn evenly from every frame with a fixed seed (so the same stack
+    always gets the same limits), decide them. Stacks that small are
+    measured exactly.
+    """
+    per_frame = max(1, LIMIT_SAMPLES // len(source))
+    values = [frame_sample(select_channels(source.read(i), channel), per_frame, seed=i) for i in range(len(source))]
+    return intensity_limits(np.concatenate(values), percentiles)
+
+
+def select_channels(frame: np.ndarray, channel: int | Sequence[int] | None) -> np.ndarray:
+    """The chosen channel (→ ``(H, W)``) or three channels (→ ``(H, W, 3)``) of a frame; as is if None."""
+    if channel is None or frame.ndim == 2:
+        return frame
+    if isinstance(channel, (int, np.integer)):
+        return frame[..., int(channel)]
+    return frame[..., list(channel)]
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """How raw frames become SAM's ``(H, W, 3)`` uint8 RGB.
+
+    ``channel``: one channel index (used as grayscale), three indices (used
+    as R, G, B), or None (gray, RGB and RGBA as they are). ``limits``: the
+    intensity mapping for non-uint8 frames (None for uint8 stacks).
+    """
+
+    channel: int | tuple[int, ...] | None = None
+    limits: tuple[float, float] | None = None
+
+    def rgb(self, frame: np.ndarray) -> np.ndarray:
+        return to_rgb_uint8(select_channels(frame, self.channel), limits=self.limits)
+
+
+def pixels_for(
+    source: FrameSource,
+    *,
+    channel: int | Sequence[int] | None = None,
+    limits: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> Pixels:
+    """Check the channel choice against ``source`` and settle the intensity limits.
+
+    Limits default to ``percentiles`` over the whole stack (:func:`stack_limits`)
+    for non-uint8 sources; uint8 frames pass unchanged.
+    """
+    channel = check_channel(source, channel)
+    if source.dtype != np.uint8 and limits is None:
+        limits = stack_limits(source, channel=channel, percentiles=percentiles)
+    if limits is not None:
+        low, high = (float(v) for v in limits)
+        if not np.isfinite([low, high]).all() or high < low:
+            raise SourceError(f"intensity limits must be two finite numbers LOW <= HIGH, got {limits}")
+        limits = (low, high)
+    return Pixels(channel=channel, limits=None if source.dtype == np.uint8 else limits)
+
+
+def check_channel(source: FrameSource, channel) -> int | tuple[int, ...] | None:
+    """Validate a channel choice before any work; returns it normalised."""
+    count = source.channels
+    if channel is None:
+        if count in (0, 1, 3, 4):
+            return None
+        raise SourceError(
+            f"{source.name} has {count} channels; choose one (channel=N, --channel N) or three as R,G,B "
+            f"(channel=(R, G, B), --channel R,G,B) from 0..{count - 1}"
+        )
+    if count == 0:
+        raise SourceError(f"{source.name} is grayscale: it has no channel to choose; leave the channel unset")
+    picked = (int(channel),) if isinstance(channel, (int, np.integer)) else tuple(int(c) for c in channel)
+    if len(picked) not in (1, 3) or not all(0 <= c < count for c in picked):
+        raise SourceError(
+            f"channel {channel} cannot be used: {source.name} has {count} channels (0..{count - 1}); "
+            "choose one channel or three (R, G, B)"
+        )
+    return picked[0] if len(picked) == 1 else picked
