@@ -99,3 +99,15 @@ def lung_ct() -> dict[str, np.ndarray]:
     """The real CT pair: 512×512 uint8 grayscale slices and 0/255 masks."""
     root = CASES / "lung-ct"
     return {name: read_image(root / f"{name}.png") for name in ("ref_image", "ref_mask", "test_image", "test_mask")}
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random SAM with a 256-px input (16×16 feature grid): fast enough for whole stacks."""
+    return save_tiny_sam(tmp_path_factory.mktemp("ckpt") / "small_sam.pth", img_size=256, window_size=4)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_checkpoint):
+    """:func:`small_checkpoint` loaded on CPU."""
+    return load_model(small_checkpoint, device="cpu")
