@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import segment
+from . import eval as eval_command, segment
 
-COMMANDS = [segment]
+COMMANDS = [segment, eval_command]
 """Modules with ``NAME``, ``add_arguments(parser)`` and ``run(args) -> int``."""
 
 

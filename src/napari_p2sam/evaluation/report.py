@@ -1,0 +1,111 @@
+"""Show an evaluation: a terminal table, two CSV files and a PNG plot, methods side by side.
+
+Scores are printed and written in percent with two decimals, as the paper
+reports them. ``frames.csv`` keeps the raw pixel counts of every scored frame,
+so any other summary can be recomputed from it.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from statistics import median
+
+from .protocols import Summary
+from .runner import Evaluation
+
+FRAME_COLUMNS = (
+    "sequence", "frame", "method", "dice_percent", "iou_percent", "intersection", "union",
+    "prediction_pixels", "truth_pixels", "k", "retrieval_distance", "seconds",
+)  # fmt: skip
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def column_titles(summary: Summary) -> list[str]:
+    """Method names, with the metric added where a method has several columns."""
+    several = len({metric for _, metric in summary.columns}) > 1
+    return [f"{method} {metric}" if several else method for method, metric in summary.columns]
+
+
+def table(summary: Summary) -> str:
+    """The per-row table, right-aligned percent, one column per (method, metric)."""
+    titles = column_titles(summary)
+    label_width = max(len(summary.row_header), *(len(label) for label, _ in summary.rows))
+    widths = [max(len(t), 6) for t in titles]
+    lines = ["  ".join([summary.row_header.ljust(label_width), *(t.rjust(w) for t, w in zip(titles, widths))])]
+    for label, values in summary.rows:
+        lines.append("  ".join([label.ljust(label_width), *(percent(v).rjust(w) for v, w in zip(values, widths))]))
+    return "\n".join(lines)
+
+
+def total_lines(summary: Summary) -> list[str]:
+    """One line per headline number, e.g. ``mIoU: 90.01 (p2sam)  64.00 (persam)``."""
+    return [
+        f"{name}: " + "  ".join(f"{percent(v)} ({m})" for v, m in zip(values, summary.methods))
+        for name, values in summary.totals
+    ]
+
+
+def timing_line(evaluation: Evaluation) -> str:
+    """Median seconds per image: the shared encoder pass, then each method's segmentation."""
+    parts = [f"encoder {median(evaluation.encoder_seconds):.3f}"]
+    parts += [f"{m} {median(f.seconds for f in evaluation.scores(m)):.3f}" for m in evaluation.methods]
+    return "seconds per image (median): " + ", ".join(parts)
+
+
+def write_frames_csv(path: Path, evaluation: Evaluation) -> None:
+    """One row per (scored frame, method), in dataset order."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FRAME_COLUMNS)
+        for s in evaluation.frames:
+            c = s.counts
+            writer.writerow(
+                [s.sequence, s.frame, s.method, percent(s.dice), percent(s.iou), c.intersection, c.union,
+                 c.tp + c.fp, c.tp + c.fn, s.k, f"{s.retrieval:.6g}", f"{s.seconds:.4f}"]
+            )  # fmt: skip
+
+
+def write_summary_csv(path: Path, summary: Summary) -> None:
+    """Long format ``row, method, metric, percent``: the table's cells, then the totals (row ``all``)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([summary.row_header, "method", "metric", "percent"])
+        for label, values in summary.rows:
+            for (method, metric), value in zip(summary.columns, values):
+                writer.writerow([label, method, metric, percent(value)])
+        for name, values in summary.totals:
+            for method, value in zip(summary.methods, values):
+                writer.writerow(["all", method, name, percent(value)])
+
+
+def plot(path: Path, evaluation: Evaluation, summary: Summary) -> None:
+    """Per-frame scores of every method, frames in dataset order, sequences separated by dotted lines."""
+    from matplotlib.figure import Figure
+
+    metric = summary.frame_metric
+    first = evaluation.scores(evaluation.methods[0])
+    count = len(first)
+    figure = Figure(figsize=(min(6 + count / 40, 20), 4), layout="constrained")
+    axes = figure.add_subplot()
+    for method in evaluation.methods:
+        values = [100 * getattr(f, metric) for f in evaluation.scores(method)]
+        axes.plot(range(count), values, marker="o", markersize=3, linewidth=0.8, label=method)
+    boundaries = [i for i in range(1, count) if first[i].sequence != first[i - 1].sequence]
+    for x in boundaries:
+        axes.axvline(x - 0.5, color="0.8", linestyle=":", linewidth=0.8)
+    if len(evaluation.sequences) == 1 and count <= 40:
+        axes.set_xticks(range(count), [f.frame for f in first], rotation=90, fontsize=7)
+    axes.set_xlabel(
+        "scored frame"
+        if len(evaluation.sequences) == 1
+        else f"scored frame ({summary.row_header}s separated by dotted lines)"
+    )
+    axes.set_ylabel(f"{'IoU' if metric == 'iou' else 'Dice'} per frame (%)")
+    axes.set_ylim(-2, 102)
+    axes.set_title(f"{summary.title}\n{'; '.join(total_lines(summary))}", fontsize=9)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.savefig(path, dpi=120)

@@ -1,0 +1,161 @@
+"""Run several methods over an evaluation dataset, each image encoded once.
+
+For every sequence the reference image is encoded once and shared by every
+method (``set_reference(..., embedding=...)``); every scored image is then
+encoded once and each method segments that same embedding. So a comparison
+of methods costs one encoder pass per image, and the methods see identical
+features.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..engine.embeddings import ImageEmbedding
+from ..engine.pixels import intensity_limits
+from ..engine.predictor import P2SAM
+from ..engine.settings import Settings
+from ..io.images import read_image
+from ..models.loading import SamModel
+from .datasets import Frame, Sequence, read_mask
+from .metrics import Overlap, dice, iou, overlap
+
+LIMIT_SAMPLE_FRAMES = 16
+"""Frames sampled for a sequence's intensity mapping when its images are not 8-bit."""
+
+
+@dataclass(frozen=True)
+class FrameScore:
+    """One method's result on one scored frame.
+
+    ``retrieval``: the kept candidate's distance (nan for PerSAM), ``k``: its
+    part count, ``seconds``: time to segment the shared embedding (encoder excluded).
+    """
+
+    sequence: str
+    frame: str
+    method: str
+    counts: Overlap
+    k: int
+    retrieval: float
+    seconds: float
+
+    @property
+    def dice(self) -> float:
+        return dice(self.counts)
+
+    @property
+    def iou(self) -> float:
+        return iou(self.counts)
+
+
+@dataclass
+class Evaluation:
+    """Every method's scores, in dataset order, and the encoder's seconds per image."""
+
+    methods: tuple[str, ...]
+    frames: list[FrameScore] = field(default_factory=list)
+    encoder_seconds: list[float] = field(default_factory=list)
+
+    def scores(self, method: str, sequence: str | None = None) -> list[FrameScore]:
+        """The frames of one method (optionally of one sequence), in dataset order."""
+        return [f for f in self.frames if f.method == method and sequence in (None, f.sequence)]
+
+    @property
+    def sequences(self) -> list[str]:
+        return list(dict.fromkeys(f.sequence for f in self.frames))
+
+
+Progress = Callable[[int, int, str], None]
+"""``progress(frames_done, frames_total, sequence_name)``."""
+
+
+def _synchronize(model: SamModel) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
+def sequence_limits(sequence: Sequence) -> tuple[float, float] | None:
+    """One intensity mapping for a sequence of non-8-bit images (None for uint8)."""
+    first = read_image(sequence.reference.image)
+    if first.dtype == np.uint8:
+        return None
+    frames = (sequence.reference, *sequence.targets)
+    step = max(1, len(frames) // LIMIT_SAMPLE_FRAMES)
+    return intensity_limits(np.stack([read_image(f.image) for f in frames[::step]]))
+
+
+def save_prediction(path: Path, mask: np.ndarray) -> None:
+    """Write a predicted mask as an 8-bit PNG, 255 = object."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+
+
+def evaluate(
+    model: SamModel,
+    sequences: list[Sequence],
+    methods: dict[str, Settings],
+    *,
+    threshold: float = 0,
+    out: Path | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Segment every scored frame with every method and score it against its mask.
+
+    ``methods``: name → settings. ``threshold``: ground truth = gray > threshold
+    (see :mod:`.datasets`). ``out``: if given, each prediction is saved as
+    ``out/<method>/<sequence>/<frame>.png``.
+    """
+    if not methods:
+        raise ValueError("choose at least one method")
+    result = Evaluation(tuple(methods))
+    predictors = {name: P2SAM(model, settings) for name, settings in methods.items()}
+    encoder = next(iter(predictors.values()))
+    total = sum(len(s.targets) for s in sequences)
+    done = 0
+
+    def encode(frame: Frame, limits) -> tuple[np.ndarray, ImageEmbedding]:
+        image = read_image(frame.image)
+        start = time.perf_counter()
+        embedding = encoder.encode(image, limits=limits)
+        _synchronize(model)
+        result.encoder_seconds.append(time.perf_counter() - start)
+        return image, embedding
+
+    for sequence in sequences:
+        limits = sequence_limits(sequence)
+        image, embedding = encode(sequence.reference, limits)
+        reference_mask = read_mask(sequence.reference.mask, threshold)
+        for predictor in predictors.values():
+            predictor.set_reference(image, reference_mask, limits=limits, embedding=embedding)
+        for frame in sequence.targets:
+            _, embedding = encode(frame, limits)
+            truth = read_mask(frame.mask, threshold)
+            for name, predictor in predictors.items():
+                start = time.perf_counter()
+                segmentation = predictor.segment_embedding(embedding)
+                seconds = time.perf_counter() - start
+                result.frames.append(
+                    FrameScore(
+                        sequence.name,
+                        frame.name,
+                        name,
+                        overlap(segmentation.mask, truth),
+                        segmentation.k,
+                        segmentation.score,
+                        seconds,
+                    )
+                )
+                if out is not None:
+                    save_prediction(Path(out) / name / sequence.name / f"{frame.name}.png", segmentation.mask)
+            done += 1
+            if progress is not None:
+                progress(done, total, sequence.name)
+    return result
