@@ -6,6 +6,7 @@ from .engine.reference import ReferenceError
 from .engine.segment import Candidate, Segmentation
 from .engine.settings import PRESETS, Settings, preset
 from .models.loading import CheckpointError, SamModel, load_model
+from .scripting import segment_layers, segment_stack
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,6 @@ __all__ = [
     "Settings",
     "load_model",
     "preset",
+    "segment_layers",
+    "segment_stack",
 ]

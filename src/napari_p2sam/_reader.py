@@ -1,0 +1,66 @@
+"""napari reader for video files and folders of images, read lazily (one frame when napari shows it).
+
+napari reads TIFF stacks itself; it has no lazy reader for videos and
+reads a folder of images whole. Frames come from the engine's frame
+sources (:mod:`napari_p2sam.engine.sources`): folders in natural order
+(``2.png`` before ``10.png``), videos decoded with PyAV.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, VideoFrames
+
+
+def get_reader(path):
+    """napari's reader hook: :func:`read_frames` for a video file or a folder holding images, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if path.is_dir():
+        return read_frames if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()) else None
+    return read_frames if path.suffix.lower() in VIDEO_SUFFIXES else None
+
+
+def read_frames(path) -> list[tuple]:
+    """One image layer ``(T, Y, X[, C])`` backed by a lazy dask array.
+
+    Unreadable files in a folder are skipped with a warning naming them.
+    """
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    source = FolderFrames(path, skip_unreadable=True) if path.is_dir() else VideoFrames(path)
+    if source.skipped:
+        names = ", ".join(p.name for p, _reason in source.skipped)
+        warnings.warn(f"{path}: skipped {len(source.skipped)} unreadable file(s): {names}", stacklevel=2)
+    return [(lazy_frames(source), {"name": path.stem or path.name, "rgb": source.channels in (3, 4)}, "image")]
+
+
+def lazy_frames(source: FrameSource):
+    """A dask array ``(T, Y, X[, C])`` with one chunk per frame, read from ``source`` on demand.
+
+    Reads are serialised: napari may slice in one thread while a P²SAM run
+    reads in another, and video decoders are not thread-safe.
+    """
+    import dask.array as da
+
+    lock = threading.Lock()
+
+    def read_block(block_id=None):
+        with lock:
+            return source.read(block_id[0])[None]
+
+    frame_chunks = tuple((n,) for n in source.frame_shape) + (((source.channels,),) if source.channels else ())
+    ndim = 1 + len(frame_chunks)
+    return da.map_blocks(
+        read_block,
+        chunks=((1,) * len(source),) + frame_chunks,
+        dtype=source.dtype,
+        meta=np.empty((0,) * ndim, dtype=source.dtype),
+    )

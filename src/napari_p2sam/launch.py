@@ -1,0 +1,39 @@
+"""Open napari with the P²SAM widget docked: ``python -m napari_p2sam.launch [FILES ...] [--checkpoint CKPT]``.
+
+Without FILES the plugin's sample time-lapse is loaded (two cells, both
+painted on frame 0), so a run needs only a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def open_viewer(files: list[str] | None = None, checkpoint: str | None = None, show: bool = True):
+    """A napari viewer with FILES (or the sample time-lapse) and the docked widget; returns (viewer, widget)."""
+    import napari
+
+    viewer = napari.Viewer(show=show)
+    if files:
+        viewer.open(files)
+    else:
+        viewer.open_sample("napari-p2sam", "time-lapse")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "P²SAM")
+    if checkpoint:
+        widget.checkpoint.value = checkpoint
+    return viewer, widget
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m napari_p2sam.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", help="images, stacks, videos or folders to open (default: the sample)")
+    parser.add_argument("--checkpoint", help="SAM checkpoint file to select in the widget")
+    args = parser.parse_args(argv)
+    import napari
+
+    open_viewer(args.files, args.checkpoint)
+    napari.run()
+
+
+if __name__ == "__main__":
+    main()

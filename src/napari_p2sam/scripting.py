@@ -1,0 +1,128 @@
+"""P²SAM without the widget: on napari layers (console, notebook, script) or on plain arrays.
+
+Both functions block until every frame is done and follow the widget's
+rules: each label value is its own object, every frame uses the nearest
+painted frame, painted frames keep their paint, and the reference layer
+is never modified.
+
+Example
+-------
+A stack, one object painted on frame 0, and a model file (here a tiny
+random SAM, so the masks mean nothing; use e.g. ``sam_vit_b_01ec64.pth``):
+
+>>> import napari
+>>> from napari_p2sam import segment_layers, segment_stack
+>>> from napari_p2sam._sample_data import time_lapse_stack
+>>> frames, truth = time_lapse_stack(frames=3)       # (3, 192, 192) uint16
+>>> painted = truth * 0
+>>> painted[0] = truth[0] == 1                       # object 1 painted on frame 0
+>>> labels = segment_stack(frames, painted, model=checkpoint, preset="ct-follow-up", device="cpu")
+>>> labels.shape, labels.dtype.name
+((3, 192, 192), 'uint8')
+>>> viewer = napari.Viewer(show=False)
+>>> image = viewer.add_image(frames)
+>>> reference = viewer.add_labels(painted)
+>>> output = segment_layers(viewer, image, reference, model=checkpoint, preset="ct-follow-up", device="cpu")
+>>> output.name, output.data.shape
+('frames P²SAM', (3, 192, 192))
+>>> bool((reference.data[1:] == 0).all())             # the reference layer is unchanged
+True
+>>> viewer.close()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .engine.cache import EmbeddingCache
+from .engine.propagate import propagate
+from .engine.settings import Settings, preset as named_preset
+from .models.loading import SamModel, load_model
+from .ui.job import build_job, frame_geometry
+from .ui.run import run_job
+
+
+def segment_layers(
+    viewer,
+    image,
+    reference,
+    *,
+    model: SamModel | str | Path,
+    settings: Settings | None = None,
+    preset: str | None = None,
+    device: str | None = None,
+    frame_axis: int | None | str = "auto",
+    frames: tuple[int, int] | None = None,
+    position=None,
+    cache: EmbeddingCache | str | Path | None = None,
+    name: str | None = None,
+):
+    """Segment the objects painted in labels layer ``reference`` through image layer ``image``.
+
+    Adds and returns a new labels layer (``"<image> P²SAM"`` unless ``name``
+    is given) overlaying the image. ``model``: a loaded model or a checkpoint
+    path. ``settings`` or ``preset``: the algorithm options (default
+    :class:`~napari_p2sam.engine.settings.Settings`). ``frame_axis``: the
+    image's axis holding frames (``"auto"``: the first leading axis;
+    ``None``: one image). ``frames``: (first, last) frames, inclusive
+    (default all). ``position``: the index read on other leading axes
+    (default: the viewer's current position). ``cache``: an embedding cache
+    or its folder, so later calls re-encode nothing.
+    """
+    if position is None and image is not None:
+        position = image.world_to_data(viewer.dims.point)
+    geometry = frame_geometry(image, frame_axis, position)
+    frame_range = (frames[0], frames[1] + 1) if frames is not None else None
+    job = build_job(image, reference, geometry, frame_range=frame_range)
+    labels = job.new_output()
+    for update in run_job(job, resolve_settings(settings, preset), as_model(model, device), cache=as_cache(cache)):
+        labels[geometry.output_index(update.result.index)] = update.result.labels
+    return viewer.add_labels(
+        labels, name=name or f"{image.name} P²SAM", scale=geometry.scale, translate=geometry.translate
+    )
+
+
+def segment_stack(
+    frames,
+    references,
+    *,
+    model: SamModel | str | Path,
+    settings: Settings | None = None,
+    preset: str | None = None,
+    device: str | None = None,
+    frame_range: range | None = None,
+    cache: EmbeddingCache | str | Path | None = None,
+) -> np.ndarray:
+    """Segment a stack from its painted frames; returns labels ``(T, H, W)``.
+
+    ``frames``: ``(T, Y, X)`` or ``(T, Y, X, C)`` (numpy, dask, zarr), a
+    TIFF, a folder of images or a video. ``references``: labels ``(T, H, W)``
+    with the objects painted on one or more frames, or ``{frame: (H, W)
+    labels}``. Frames outside ``frame_range`` stay 0. Other options as in
+    :func:`segment_layers`.
+    """
+    propagation = propagate(
+        as_model(model, device), frames, references, resolve_settings(settings, preset),
+        frame_range=frame_range, cache=as_cache(cache),
+    )
+    height, width = propagation.source.frame_shape
+    labels = np.zeros((len(propagation.source), height, width), dtype=propagation.label_dtype)
+    for result in propagation:
+        labels[result.index] = result.labels
+    return labels
+
+
+def resolve_settings(settings: Settings | None, preset: str | None) -> Settings:
+    if settings is not None and preset is not None:
+        raise ValueError("give either settings or preset, not both")
+    return named_preset(preset) if preset else (settings or Settings())
+
+
+def as_model(model: SamModel | str | Path, device: str | None) -> SamModel:
+    return model if isinstance(model, SamModel) else load_model(model, device=device)
+
+
+def as_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache | None:
+    return cache if cache is None or isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)

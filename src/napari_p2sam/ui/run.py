@@ -1,0 +1,132 @@
+"""One propagation run as a generator, for a napari thread worker or a plain loop (no Qt here).
+
+:func:`run_job` loads the model (kept for the next run), runs the stack
+driver and yields a :class:`FrameUpdate` per finished frame. Problems the
+user can fix (a wrong file, a bad reference, a full disk) end the run with
+a one-line message in :class:`RunSummary`; every frame yielded before stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from ..engine.cache import EmbeddingCache
+from ..engine.propagate import FrameResult, Progress, propagate
+from ..engine.settings import Settings
+from ..models.loading import SamModel, load_model
+from .job import LayerJob
+
+log = logging.getLogger(__name__)
+
+USER_ERRORS = (ValueError, OSError, MemoryError, torch.OutOfMemoryError)
+"""Errors with a message for the user (bad files or inputs, disk, memory); others are bugs."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model to run: a checkpoint path (or registry name), a device (None: fastest), the input normalisation."""
+
+    checkpoint: str
+    device: str | None = None
+    normalization: str = "sam"
+
+
+class LoadedModels:
+    """Keeps the last loaded model, so a rerun with the same choice does not load it again."""
+
+    def __init__(self) -> None:
+        self._choice: ModelChoice | None = None
+        self._model: SamModel | None = None
+
+    def get(self, choice: ModelChoice) -> SamModel:
+        if choice != self._choice or self._model is None:
+            self._model = None  # free the previous model before loading the next
+            self._model = load_model(choice.checkpoint, device=choice.device, normalization=choice.normalization)
+            self._choice = choice
+        return self._model
+
+
+@dataclass
+class FrameUpdate:
+    """A finished frame and the run's progress after it."""
+
+    result: FrameResult
+    progress: Progress
+
+
+@dataclass
+class RunSummary:
+    """How a run ended: frames ``done`` of ``total``, frames ``encoded`` by SAM (not from the cache),
+    ``cancelled``, or ``error`` (a message for the user)."""
+
+    done: int = 0
+    total: int = 0
+    encoded: int = 0
+    cancelled: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def run_job(
+    job: LayerJob,
+    settings: Settings,
+    model: SamModel,
+    *,
+    cache: EmbeddingCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    summary: RunSummary | None = None,
+) -> Iterator[FrameUpdate]:
+    """Yield a :class:`FrameUpdate` per finished frame; returns the :class:`RunSummary` (also filled in
+    ``summary`` if given, so a caller sees it even when an error ends the run).
+
+    ``should_stop`` is checked between frames and objects: a stop keeps every
+    frame yielded so far. Errors are raised.
+    """
+    start = time.perf_counter()
+    summary = summary if summary is not None else RunSummary()
+    summary.total = len(job.frame_range)
+    latest: dict[str, Progress] = {}
+    propagation = propagate(
+        model,
+        job.frames,
+        job.references,
+        settings,
+        frame_range=job.frame_range,
+        cache=cache,
+        progress=lambda progress: latest.update(now=progress),
+        should_stop=should_stop,
+    )
+    try:
+        for result in propagation:
+            summary.done += 1
+            yield FrameUpdate(result, latest["now"])
+    finally:
+        summary.encoded = propagation.encoded
+        summary.cancelled = propagation.cancelled
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def run_job_reporting_errors(
+    job: LayerJob, settings: Settings, model: ModelChoice, *, models: LoadedModels, **options
+) -> Iterator[FrameUpdate]:
+    """Load the model (or reuse it), then :func:`run_job`, for a thread worker: any error ends the run
+    with a message in the returned summary.
+
+    Errors the user can fix get their own message; anything else is logged
+    with its traceback and summed up in one line.
+    """
+    summary = RunSummary(total=len(job.frame_range))
+    try:
+        yield from run_job(job, settings, models.get(model), summary=summary, **options)
+    except USER_ERRORS as err:
+        summary.error = str(err) or type(err).__name__
+    except Exception as err:  # a bug: keep the traceback in the log, tell the user in one line
+        log.exception("P²SAM run failed")
+        summary.error = f"unexpected {type(err).__name__}: {err} (the traceback is in the terminal)"
+    return summary

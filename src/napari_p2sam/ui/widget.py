@@ -1,0 +1,352 @@
+"""The P²SAM dock widget: choose layers, model and settings; run in the background; correct; rerun.
+
+Layers are chosen by the user from the viewer's layers, never found by
+name. A run happens in a napari thread worker: finished frames appear at
+once in a new output labels layer (the reference layer is never written),
+their prompts in a points layer, their scores in the scores dock; napari's
+activity dock shows frames done and the time left. Embeddings are kept in a
+folder for the widget's lifetime, so a rerun after a correction or new
+settings re-encodes nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from weakref import WeakKeyDictionary
+
+import napari
+import torch
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..engine.cache import EmbeddingCache
+from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
+from .job import LayerInputError, frame_geometry, build_job, leading_axes
+from .output import RunOutput, add_output_layers
+from .run import FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
+from .scores import FrameScores
+
+AUTO_DEVICE = "auto"
+SINGLE_IMAGE = "none (one image)"
+
+
+def available_devices() -> list[str]:
+    """``auto`` and every device torch can use here."""
+    devices = [AUTO_DEVICE, "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def range_edit(label: str, low: int, high: int, minimum: int, maximum: int, tooltip: str) -> Container:
+    """Two spin boxes side by side: (min, max)."""
+    return Container(
+        widgets=[SpinBox(value=low, min=minimum, max=maximum), SpinBox(value=high, min=minimum, max=maximum)],
+        layout="horizontal",
+        labels=False,
+        label=label,
+        tooltip=tooltip,
+    )
+
+
+class P2SAMWidget(Container):
+    """The dock widget. ``napari_viewer`` is the viewer it works on."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._models = LoadedModels()
+        self._cache_folder = tempfile.TemporaryDirectory(prefix="napari-p2sam-embeddings-")
+        self._cache: EmbeddingCache | None = None
+        self._outputs: WeakKeyDictionary = WeakKeyDictionary()  # image layer -> RunOutput
+        self._worker = None
+        self._stop = threading.Event()
+        self._progress: progress | None = None
+        self._output: RunOutput | None = None
+        self.last_summary: RunSummary | None = None
+
+        self.image = ComboBox(label="image", choices=self._layers_of(napari.layers.Image))
+        self.reference = ComboBox(
+            label="reference", choices=self._layers_of(napari.layers.Labels),
+            tooltip="the labels layer with the object(s) painted on one or more frames (each label = one object)",
+        )
+        self.frame_axis = ComboBox(
+            label="frame axis", choices=self._frame_axis_choices,
+            tooltip="the axis holding time points or slices; other axes are read at the viewer's current position",
+        )
+        self.frames = range_edit("frames", 0, 0, 0, 0, "first and last frame to segment (inclusive)")
+        self.checkpoint = FileEdit(label="model", mode="r", filter="*.pth *.pt", tooltip="a SAM checkpoint file (.pth)")
+        self.minmax = ComboBox(
+            label="normalisation", choices=[("SAM (mean/std)", "sam"), ("MedSAM (min-max)", "minmax")],
+            tooltip="the input normalisation the model was trained with",
+        )
+        self.device = ComboBox(label="device", choices=available_devices())
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value="photos")
+        self.method = ComboBox(label="method", choices=list(METHODS))
+        self.variant = ComboBox(
+            label="variant", choices=list(VARIANTS),
+            tooltip="natural: photos; medical: scans and videos (background-part negative points)",
+        )
+        self.parts = range_edit("parts", 1, 5, 1, 16, "part counts k tried on every frame (the best is kept)")
+        self.background_parts = range_edit("background parts", 1, 1, 0, 16, "negative-point part counts (medical)")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.use_reference_button = PushButton(
+            text="Use this frame as reference",
+            tooltip="after correcting the current frame in the output layer: use it as a reference in the next run",
+        )
+        self.forget_button = PushButton(text="Forget corrections")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image, self.reference, self.frame_axis, self.frames, self.checkpoint, self.minmax,
+                self.device, self.preset, self.method, self.variant, self.parts, self.background_parts,
+                Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+                Container(widgets=[self.use_reference_button, self.forget_button], layout="horizontal", labels=False),
+                self.status,
+            ]
+        )
+        self.scores = FrameScores()
+        self.scores.frame_clicked.connect(self.go_to_frame)
+        self._scores_docked = False
+
+        self.image.changed.connect(self._image_changed)
+        self.frame_axis.changed.connect(self._frame_axis_changed)
+        self.preset.changed.connect(self._apply_preset)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.use_reference_button.changed.connect(self.use_current_frame_as_reference)
+        self.forget_button.changed.connect(self.forget_corrections)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.events.moved):
+            event.connect(self._layers_changed)
+        self._apply_preset(self.preset.value)
+        self.reset_choices()
+        self._image_changed()
+
+    # ----- choices -------------------------------------------------------------------------------------
+    def _layers_of(self, kind):
+        def choices(_widget=None):
+            return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, kind)]
+
+        return choices
+
+    def _frame_axis_choices(self, _widget=None) -> list:
+        layer = self.image.value
+        choices = [(SINGLE_IMAGE, None)]
+        if layer is None:
+            return choices
+        world_labels = self.viewer.dims.axis_labels
+        offset = len(world_labels) - layer.ndim
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        for axis in range(leading_axes(layer)):
+            name = world_labels[offset + axis] if 0 <= offset + axis < len(world_labels) else str(axis)
+            choices.append((f"axis {axis}: {name} ({shape[axis]})", axis))
+        return choices
+
+    def _layers_changed(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if event is not None and event.type == "inserted" and layer is not None:
+            layer.events.name.connect(lambda _e: self.reset_choices())
+        self.reset_choices()
+
+    def _image_changed(self, _value=None) -> None:
+        self.frame_axis.reset_choices()
+        leading = [axis for axis in self.frame_axis.choices if axis is not None]
+        self.frame_axis.value = leading[0] if leading else None
+        self._frame_axis_changed()
+
+    def _frame_axis_changed(self, _value=None) -> None:
+        layer, axis = self.image.value, self.frame_axis.value
+        count = 1
+        if layer is not None and axis is not None:
+            count = (layer.data[0].shape if layer.multiscale else layer.data.shape)[axis]
+        first, last = self.frames
+        for box in (first, last):
+            box.max = count - 1
+        first.value, last.value = 0, count - 1
+
+    def _apply_preset(self, name: str) -> None:
+        settings = PRESETS[name]
+        self.method.value = settings.method
+        self.variant.value = settings.variant
+        for box, value in zip(self.parts, settings.parts):
+            box.value = value
+        for box, value in zip(self.background_parts, settings.background_parts):
+            box.value = value
+
+    # ----- reading the form -----------------------------------------------------------------------------
+    def settings(self) -> Settings:
+        """The algorithm settings on the form (raises ValueError for an impossible range)."""
+        return Settings(
+            method=self.method.value,
+            variant=self.variant.value,
+            parts=tuple(box.value for box in self.parts),
+            background_parts=tuple(box.value for box in self.background_parts),
+        )
+
+    def model_choice(self) -> ModelChoice:
+        path = Path(self.checkpoint.value)
+        if str(self.checkpoint.value) in ("", ".") or path.is_dir():
+            raise LayerInputError("no model chosen: pick a SAM checkpoint file (.pth) under 'model'")
+        if not path.is_file():
+            raise LayerInputError(f"the model file {path} does not exist: pick a SAM checkpoint file (.pth)")
+        device = None if self.device.value == AUTO_DEVICE else self.device.value
+        return ModelChoice(str(path), device, self.minmax.value)
+
+    def current_position(self, layer) -> list[float]:
+        """The viewer's current position in ``layer``'s data coordinates."""
+        return list(layer.world_to_data(self.viewer.dims.point))
+
+    # ----- running --------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def run(self, _value=None) -> None:
+        """Check the form and start a run in the background; every problem becomes a notification."""
+        if self.running:
+            show_warning(
+                f"P²SAM is already running on '{self._output.labels.name}': wait for it to finish, or press Cancel"
+            )
+            return
+        try:
+            image, reference = self.image.value, self.reference.value
+            geometry = frame_geometry(
+                image, self.frame_axis.value, self.current_position(image) if image is not None else None
+            )
+            output = self._outputs.get(image) if image is not None else None
+            if output is not None and (output.geometry != geometry or not output.is_shown_in(self.viewer)):
+                output = None
+            first, last = (box.value for box in self.frames)
+            job = build_job(
+                image, reference, geometry, frame_range=(first, last + 1),
+                corrections=output.corrections() if output is not None else None,
+            )
+            settings = self.settings()
+            model = self.model_choice()
+            if self._cache is None:
+                self._cache = EmbeddingCache(self._cache_folder.name)
+        except (ValueError, OSError) as err:
+            show_error(f"P²SAM: {err}")
+            return
+        if output is None:
+            output = add_output_layers(self.viewer, job, name=f"{image.name} P²SAM")
+            self._outputs[image] = output
+        self._output = output
+        self._start(job, settings, model)
+
+    def _start(self, job, settings: Settings, model: ModelChoice) -> None:
+        self._stop.clear()
+        self.scores.clear_rows()
+        self._dock_scores()
+        self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
+        worker = create_worker(
+            run_job_reporting_errors, job, settings, model,
+            models=self._models, cache=self._cache, should_stop=self._stop.is_set, _start_thread=False,
+        )
+        worker.yielded.connect(self._show_frame)
+        worker.returned.connect(self._report)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"running on {len(job.frame_range)} frame(s)…"
+        worker.start()
+
+    def cancel(self, _value=None) -> None:
+        """Stop after the current frame; finished frames stay in the output layer."""
+        if self.running:
+            self._stop.set()
+            self.status.value = "stopping after the current frame…"
+
+    def _show_frame(self, update: FrameUpdate) -> None:
+        self._output.write(update.result)
+        self.scores.add(update.result)
+        bar = self._progress  # napari's progress bar processes events: _finished may run inside it
+        if bar is not None:
+            eta = update.progress.eta_s
+            if eta is not None:
+                bar.set_description(f"P²SAM: about {format_seconds(eta)} left")
+            bar.update(update.progress.done - bar.n)
+
+    def _report(self, summary: RunSummary) -> None:
+        self.last_summary = summary
+        name = self._output.labels.name
+        if summary.error:
+            kept = f" ({summary.done} finished frame(s) kept in '{name}')" if summary.done else ""
+            show_error(f"P²SAM stopped: {summary.error}{kept}")
+        elif summary.cancelled:
+            show_info(f"P²SAM cancelled: {summary.done} of {summary.total} frame(s) kept in '{name}'")
+        else:
+            show_info(
+                f"P²SAM: {summary.done} frame(s) in {format_seconds(summary.seconds)}, "
+                f"{summary.encoded} encoded (the rest from the cache or painted)"
+            )
+
+    def _finished(self) -> None:
+        self._worker = None
+        bar, self._progress = self._progress, None
+        if bar is not None:
+            bar.close()
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        self._show_corrections()
+
+    def _dock_scores(self) -> None:
+        window = getattr(self.viewer, "window", None)
+        if not self._scores_docked and window is not None and hasattr(window, "add_dock_widget"):
+            window.add_dock_widget(self.scores, name="P²SAM frame scores", area="right")
+            self._scores_docked = True
+
+    # ----- results and corrections ----------------------------------------------------------------------
+    def go_to_frame(self, frame: int) -> None:
+        """Move the viewer to ``frame`` of the latest run's image."""
+        output = self._output
+        if output is None or output.geometry.frame_axis is None:
+            return
+        world = output.labels.data_to_world(output.geometry.point_coordinates(frame, [[0, 0]])[0])
+        axis = self.viewer.dims.ndim - output.labels.ndim + output.geometry.frame_axis
+        self.viewer.dims.set_point(axis, world[output.geometry.frame_axis])
+
+    def use_current_frame_as_reference(self, _value=None) -> None:
+        """Mark the output layer's current frame (as corrected by the user) as a reference for the next run."""
+        output = self._outputs.get(self.image.value) if self.image.value is not None else None
+        if output is None or not output.is_shown_in(self.viewer):
+            show_warning("P²SAM: run once first; then correct a frame in the output layer and mark it here")
+            return
+        frame = output.geometry.frame_at(output.labels.world_to_data(self.viewer.dims.point))
+        if not output.use_as_reference(frame):
+            show_warning(f"P²SAM: frame {frame} of '{output.labels.name}' is empty; paint the object there first")
+            return
+        show_info(
+            f"P²SAM: frame {frame} of '{output.labels.name}' is now a reference; the next run uses it for the "
+            "frames nearest to it (nothing is encoded again)"
+        )
+        self._show_corrections()
+
+    def forget_corrections(self, _value=None) -> None:
+        output = self._outputs.get(self.image.value) if self.image.value is not None else None
+        if output is not None:
+            output.corrected.clear()
+        self._show_corrections()
+
+    def _show_corrections(self) -> None:
+        output = self._outputs.get(self.image.value) if self.image.value is not None else None
+        frames = sorted(output.corrected) if output is not None else []
+        self.status.value = f"corrected frames used as references: {', '.join(map(str, frames))}" if frames else ""
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``1 h 5 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"

@@ -1,0 +1,218 @@
+"""The dock widget in a real napari viewer (under Xvfb): runs, live frames, cancel, corrections, errors.
+
+Every run uses the tiny random SAM on a 5-frame 64×64 stack with one object
+painted on frame 0: the masks mean nothing, the plumbing is what is tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_p2sam import segment_stack
+from napari_p2sam.engine.settings import Settings
+from napari_p2sam.ui.widget import P2SAMWidget
+
+FRAMES, SIZE = 5, 64
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread: the runs are tiny, and the CI machine has two shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def notifications():
+    """Messages napari shows as notifications during the test, as (severity, text)."""
+    from napari.utils.notifications import notification_manager
+
+    received = []
+
+    def keep(notification):
+        received.append((str(notification.severity), notification.message))
+
+    notification_manager.notification_ready.connect(keep)
+    yield received
+    notification_manager.notification_ready.disconnect(keep)
+
+
+def stack() -> tuple[np.ndarray, np.ndarray]:
+    """A (5, 64, 64) uint8 stack with a bright square drifting right, and its reference (frame 0 painted)."""
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 60, (FRAMES, SIZE, SIZE), dtype=np.uint8)
+    reference = np.zeros(frames.shape, np.uint8)
+    for t in range(FRAMES):
+        frames[t, 20:44, 10 + 3 * t : 34 + 3 * t] = 200
+    reference[0, 20:44, 10:34] = 1
+    return frames, reference
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, tiny_checkpoint):
+    viewer = make_napari_viewer()
+    frames, reference = stack()
+    viewer.add_image(frames, name="movie")
+    viewer.add_labels(reference, name="painted")
+    widget = P2SAMWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="P²SAM")
+    widget.checkpoint.value = str(tiny_checkpoint)
+    widget.device.value = "cpu"
+    widget.preset.value = "ct-follow-up"
+    widget.parts[1].value = 2  # k = 1..2: fewer decoder calls
+    return viewer, widget
+
+
+def wait_for_run(qtbot, widget: P2SAMWidget) -> None:
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+def layer(viewer, name):
+    return viewer.layers[name]
+
+
+def test_layers_are_offered_by_kind_not_name(viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    assert [layer.name for layer in widget.image.choices] == ["movie"]
+    assert [layer.name for layer in widget.reference.choices] == ["painted"]
+    viewer.add_labels(np.zeros((FRAMES, SIZE, SIZE), np.uint8), name="other paint")
+    assert [layer.name for layer in widget.reference.choices] == ["painted", "other paint"]
+    assert widget.frame_axis.value == 0 and [box.value for box in widget.frames] == [0, FRAMES - 1]
+
+
+def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer_and_widget, tiny_model, notifications):
+    viewer, widget = viewer_and_widget
+    reference_before = layer(viewer, "painted").data.copy()
+    widget.run()
+    assert widget.running
+    output, prompts = layer(viewer, "movie P²SAM"), layer(viewer, "movie P²SAM prompts")
+    # frame 1 appears while later frames are still being computed
+    qtbot.waitUntil(lambda: 1 in set(prompts.data[:, 0].astype(int)), timeout=RUN_TIMEOUT_MS)
+    assert widget.running
+    assert 4 not in set(prompts.data[:, 0].astype(int))
+    wait_for_run(qtbot, widget)
+
+    summary = widget.last_summary
+    assert (summary.done, summary.total, summary.error, summary.cancelled) == (FRAMES, FRAMES, None, False)
+    expected = segment_stack(*stack(), model=tiny_model, settings=widget.settings())
+    np.testing.assert_array_equal(output.data, expected)
+    np.testing.assert_array_equal(layer(viewer, "painted").data, reference_before)  # never written
+    # prompts on every segmented frame; positive (green) and negative (magenta) points differ in colour
+    assert set(prompts.data[:, 0].astype(int)) == {1, 2, 3, 4}
+    colours = {tuple(np.round(c, 2)) for c in prompts.face_color}
+    assert colours == {(0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 1.0, 1.0)}
+    # one score row per segmented frame; clicking a row moves the viewer to that frame
+    assert sorted(widget.scores.frames()) == [1, 2, 3, 4]
+    row = widget.scores.frames().index(3)
+    widget.scores.cellClicked.emit(row, 2)
+    assert viewer.dims.current_step[0] == 3
+    assert any("P²SAM: 5 frame(s)" in text for _severity, text in notifications)
+
+
+def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    prompts = layer(viewer, "movie P²SAM prompts")
+    qtbot.waitUntil(lambda: len(prompts.data) > 0, timeout=RUN_TIMEOUT_MS)
+    widget.cancel()
+    wait_for_run(qtbot, widget)
+    summary = widget.last_summary
+    assert summary.cancelled and 2 <= summary.done < FRAMES
+    finished = set(prompts.data[:, 0].astype(int))
+    assert finished == set(range(1, summary.done))
+    output = layer(viewer, "movie P²SAM").data
+    np.testing.assert_array_equal(output[0], stack()[1][0])  # the painted frame, copied
+    assert not output[summary.done :].any()  # frames never reached stay empty
+    assert any("cancelled" in text and f"{summary.done} of {FRAMES}" in text for _s, text in notifications)
+    # Run works again afterwards
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+
+
+def test_correction_becomes_a_reference_and_nothing_is_encoded_again(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.encoded >= FRAMES - 1  # every target (frame 0's reference may be remembered)
+
+    output = layer(viewer, "movie P²SAM")
+    corrected = np.zeros((SIZE, SIZE), np.uint8)
+    corrected[20:44, 22:46] = 1  # the user repaints frame 4
+    output.data[4] = corrected
+    viewer.dims.set_current_step(0, 4)
+    widget.use_reference_button.clicked.emit()
+    assert "4" in widget.status.value
+    assert any("frame 4 of 'movie P²SAM' is now a reference" in text for _s, text in notifications)
+
+    widget.run()
+    wait_for_run(qtbot, widget)
+    summary = widget.last_summary
+    assert summary.error is None and summary.encoded == 0  # every embedding came from the cache
+    np.testing.assert_array_equal(output.data[4], corrected)  # a reference keeps its paint
+    reference_of = dict(zip(widget.scores.frames(), column(widget.scores, 4)))
+    assert reference_of == {1: 0, 2: 0, 3: 4}  # nearest painted frame; ties go to the earlier one
+    assert output is layer(viewer, "movie P²SAM")  # the same output layer is reused
+
+
+def column(table, index):
+    return [int(table.item(row, index).text()) for row in range(table.rowCount())]
+
+
+def test_run_while_running_is_refused_with_a_notification(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    widget.run()
+    assert ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel") in notifications
+    assert len([name for name in viewer.layers if "P²SAM" in name.name]) == 2  # one output + its prompts
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.done == FRAMES
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda viewer, widget: widget.reference.value.data.fill(0), "nothing is painted in 'painted'"),
+        (
+            lambda viewer, widget: setattr(
+                widget.reference, "value", viewer.add_labels(np.ones((FRAMES, 32, 32), np.uint8), name="small")
+            ),
+            "reference layer 'small' has shape (5, 32, 32) but image 'movie' needs (5, 64, 64)",
+        ),
+        (lambda viewer, widget: viewer.layers.remove("movie"), "no image layer"),
+        (lambda viewer, widget: setattr(widget.checkpoint, "value", "/no/such/model.pth"), "the model file /no/such/model.pth does not exist"),
+    ],
+    ids=["nothing painted", "reference of another shape", "no image layer", "missing model file"],
+)
+def test_bad_inputs_are_notifications_and_nothing_is_lost(qtbot, viewer_and_widget, notifications, tiny_checkpoint, spoil, message):
+    viewer, widget = viewer_and_widget
+    spoil(viewer, widget)
+    layers_before = [layer.name for layer in viewer.layers]
+    widget.run()
+    assert not widget.running
+    errors = [text for severity, text in notifications if severity == "error"]
+    assert len(errors) == 1 and message in errors[0], notifications
+    assert [layer.name for layer in viewer.layers] == layers_before  # no output layer made, nothing removed
+
+
+def test_wrong_model_file_fails_in_the_worker_and_run_works_again(qtbot, viewer_and_widget, notifications, tiny_checkpoint, tmp_path):
+    viewer, widget = viewer_and_widget
+    not_a_model = tmp_path / "notes.pth"
+    not_a_model.write_text("these are not weights")
+    widget.checkpoint.value = str(not_a_model)
+    widget.run()
+    wait_for_run(qtbot, widget)
+    errors = [text for severity, text in notifications if severity == "error"]
+    assert len(errors) == 1 and "notes.pth" in errors[0] and "Traceback" not in errors[0]
+    assert errors[0].startswith("P²SAM stopped: cannot read")
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+    widget.checkpoint.value = str(tiny_checkpoint)
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.error is None and widget.last_summary.done == FRAMES
