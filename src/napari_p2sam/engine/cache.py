@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,24 +103,30 @@ class EmbeddingCache:
         return path
 
     def load(self, model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding | None:
-        """The cached embedding of ``image_rgb`` for ``model``, or None (missing or not matching)."""
+        """The cached embedding of ``image_rgb`` for ``model``, or None.
+
+        An entry whose stored signature does not match, or that cannot be
+        read, is removed with a warning (it is then encoded again).
+        """
         import zarr
 
         key = pixel_hash(image_rgb)
         path = self.folder / encoder_key(model) / key
         if not (path / "zarr.json").is_file():
             return None
+        expected = {**encoder_signature(model), "pixels": key}
         try:
             array = zarr.open_array(str(path), mode="r")
             stored = dict(array.attrs["napari_p2sam"])
-            expected = {**encoder_signature(model), "pixels": key}
             if stored.get("signature") != expected:
-                return None
+                raise ValueError("its signature does not match its pixels and model")
             features = np.asarray(array[...])
-        except (OSError, ValueError, KeyError) as err:
-            raise CacheError(f"the cache entry {path} cannot be read ({err}); delete it to re-encode that frame") from None
-        tensor = torch.from_numpy(features)[None].to(model.device)
-        return ImageEmbedding(tensor, tuple(stored["input_size"]), tuple(stored["original_size"]))
+            input_size, original_size = tuple(stored["input_size"]), tuple(stored["original_size"])
+        except Exception as err:  # any damage to an entry means the same: encode the frame again
+            warnings.warn(f"removed the damaged cache entry {path} ({err}); the frame is encoded again", stacklevel=2)
+            shutil.rmtree(path, ignore_errors=True)
+            return None
+        return ImageEmbedding(torch.from_numpy(features)[None].to(model.device), input_size, original_size)
 
     def save(self, model: SamModel, image_rgb: np.ndarray, embedding: ImageEmbedding) -> None:
         """Store ``embedding`` atomically (an existing complete entry is kept)."""

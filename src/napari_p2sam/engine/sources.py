@@ -267,7 +267,7 @@ class VideoFrames(FrameSource):
         try:
             with av.open(str(self.path)) as container:
                 if not container.streams.video:
-                    raise SourceError(f"{self.path} has no video stream")
+                    raise SourceError(f"{self.path} is a video with no frames (it holds no video stream)")
                 stream = container.streams.video[0]
                 self.frame_shape = (stream.codec_context.height, stream.codec_context.width)
                 timestamps = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]

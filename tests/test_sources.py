@@ -1,0 +1,274 @@
+"""Frame sources: every layout, file kind and dtype, read one frame at a time."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_p2sam.engine.pixels import intensity_to_uint8
+from napari_p2sam.engine.sources import (
+    ArrayFrames,
+    FolderFrames,
+    SourceError,
+    TiffFrames,
+    VideoFrames,
+    natural_key,
+    open_source,
+    pixels_for,
+    stack_limits,
+)
+
+RNG = np.random.default_rng(7)
+
+
+def write_video(path, frames: np.ndarray, codec: str, pix_fmt: str) -> None:
+    """Write ``(T, H, W, 3)`` uint8 frames with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(
+    "shape, axes, count, frame, channels",
+    [
+        ((20, 30), None, 1, (20, 30), 0),
+        ((20, 30, 3), None, 1, (20, 30), 3),
+        ((20, 30, 4), None, 1, (20, 30), 4),
+        ((5, 20, 30), None, 5, (20, 30), 0),
+        ((5, 20, 30), "ZYX", 5, (20, 30), 0),
+        ((5, 20, 30, 3), None, 5, (20, 30), 3),
+        ((5, 20, 30, 2), "ZYXC", 5, (20, 30), 2),
+        ((20, 30, 2), "YXC", 1, (20, 30), 2),
+        ((2, 5, 20, 30), "CTYX", 5, (20, 30), 2),
+    ],
+)
+def test_array_layouts(shape, axes, count, frame, channels):
+    data = RNG.integers(0, 255, shape, dtype=np.uint8)
+    source = ArrayFrames(data, axes=axes)
+    assert (len(source), source.frame_shape, source.channels) == (count, frame, channels)
+    last = source.read(count - 1)
+    assert last.shape == frame + ((channels,) if channels else ())
+    if axes == "CTYX":
+        np.testing.assert_array_equal(last, np.moveaxis(data[:, -1], 0, -1))
+    elif count > 1:
+        np.testing.assert_array_equal(last, data[-1])
+    else:
+        np.testing.assert_array_equal(last, data)
+
+
+def test_dask_array_is_read_one_frame_at_a_time():
+    da = pytest.importorskip("dask.array")
+    data = RNG.integers(0, 255, (6, 16, 16), dtype=np.uint8)
+    reads = []
+
+    def block(block_id=None):
+        reads.append(block_id[0])
+        return data[block_id[0]][None]
+
+    lazy = da.map_blocks(block, chunks=((1,) * 6, (16,), (16,)), dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8))
+    source = open_source(lazy)
+    np.testing.assert_array_equal(source.read(4), data[4])
+    assert reads == [4]
+
+
+def test_bad_layouts_are_refused_with_the_shape():
+    with pytest.raises(SourceError, match=r"shape \(2, 3, 4, 5, 6\)"):
+        open_source(np.zeros((2, 3, 4, 5, 6)))
+    with pytest.raises(SourceError, match="axes 'TYX'"):
+        ArrayFrames(np.zeros((4, 5)), axes="TYX")
+    with pytest.raises(IndexError, match="frame 5 is out of range: the array has 5 frame"):
+        open_source(np.zeros((5, 8, 8))).read(5)
+
+
+def test_tiff_stack_is_read_page_by_page(tmp_path):
+    stack = RNG.integers(0, 60000, (100, 256, 256), dtype=np.uint16)  # 13 MB, 128 kB a frame
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    source = open_source(path)
+    assert isinstance(source, TiffFrames)
+    assert (len(source), source.frame_shape, source.dtype) == (100, (256, 256), np.uint16)
+    tracemalloc.start()
+    frame = source.read(42)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(frame, stack[42])
+    assert peak < 1_000_000, f"reading one frame allocated {peak} bytes"
+
+
+def test_tiff_rgb_image_and_channel_stack(tmp_path):
+    rgb = RNG.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    source = open_source(tmp_path / "rgb.tif")
+    assert (len(source), source.channels) == (1, 3)
+    np.testing.assert_array_equal(source.read(0), rgb)
+
+    hyper = RNG.integers(0, 255, (4, 2, 40, 50), dtype=np.uint16)  # T, C, Y, X
+    tifffile.imwrite(tmp_path / "tc.tif", hyper, imagej=True, metadata={"axes": "TCYX"})
+    source = open_source(tmp_path / "tc.tif")
+    assert (len(source), source.channels) == (4, 2)
+    np.testing.assert_array_equal(source.read(3), np.moveaxis(hyper[3], 0, -1))
+
+
+def test_tiff_with_two_frame_axes_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "tz.tif", np.zeros((3, 4, 16, 16), np.uint8), imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(SourceError, match="one frame axis"):
+        open_source(tmp_path / "tz.tif")
+
+
+def test_folder_in_natural_order(tmp_path):
+    frames = RNG.integers(0, 255, (12, 24, 32), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"img{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    source = open_source(tmp_path)
+    assert isinstance(source, FolderFrames)
+    assert [p.name for p in source.files][:4] == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    assert source.files[10].name == "img10.png"
+    np.testing.assert_array_equal(source.read(10), frames[10])
+    assert sorted(["b10", "b2", "a"], key=natural_key) == ["a", "b2", "b10"]
+
+
+def test_folder_with_an_unreadable_file_names_it(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "1.png").write_bytes(b"broken")
+    with pytest.raises(SourceError, match=r"1\.png cannot be read.*nothing was skipped.*--skip-unreadable"):
+        open_source(tmp_path)
+    source = open_source(tmp_path, skip_unreadable=True)
+    assert [p.name for p in source.files] == ["0.png", "2.png"]
+    assert [p.name for p, _ in source.skipped] == ["1.png"]
+    assert (tmp_path / "1.png").read_bytes() == b"broken"  # nothing touched
+
+
+def test_folder_frames_of_other_sizes_are_refused(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "0.png")
+    Image.fromarray(np.zeros((8, 9), np.uint8)).save(tmp_path / "1.png")
+    with pytest.raises(SourceError, match=r"1\.png is 8×9 but 0\.png is 8×8"):
+        open_source(tmp_path)
+
+
+def test_avi_video_reads_exact_frames_in_any_order(tmp_path):
+    frames = RNG.integers(0, 255, (7, 32, 48, 3), dtype=np.uint8)
+    write_video(tmp_path / "clip.avi", frames, "ffv1", "bgr0")
+    source = open_source(tmp_path / "clip.avi")
+    assert isinstance(source, VideoFrames)
+    assert (len(source), source.frame_shape, source.channels) == (7, (32, 48), 3)
+    for index in (0, 1, 2, 5, 3, 6, 0):
+        np.testing.assert_array_equal(source.read(index), frames[index])
+    source.close()
+
+
+def test_mp4_video_frame_count_and_content(tmp_path):
+    frames = np.stack([np.full((32, 32, 3), 20 * i, np.uint8) for i in range(9)])
+    write_video(tmp_path / "clip.mp4", frames, "mpeg4", "yuv420p")
+    source = open_source(tmp_path / "clip.mp4")
+    assert len(source) == 9
+    means = [source.read(i).mean() for i in (8, 4, 0)]
+    assert np.allclose(means, [160, 80, 0], atol=4)
+
+
+@pytest.mark.parametrize("name, codec, pix_fmt", [("empty.mp4", "mpeg4", "yuv420p"), ("empty.avi", "ffv1", "bgr0")])
+def test_video_with_no_frames_is_refused(tmp_path, name, codec, pix_fmt):
+    import av
+
+    with av.open(str(tmp_path / name), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, pix_fmt
+        container.start_encoding()
+    with pytest.raises(SourceError, match="is a video with no frames"):
+        open_source(tmp_path / name)
+
+
+def test_unreadable_video(tmp_path):
+    (tmp_path / "zero.avi").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"zero\.avi cannot be read as a video"):
+        open_source(tmp_path / "zero.avi")
+
+
+def test_unknown_file_kind_and_missing_path(tmp_path):
+    (tmp_path / "x.xyz").write_text("?")
+    with pytest.raises(SourceError, match="unknown kind of file"):
+        open_source(tmp_path / "x.xyz")
+    with pytest.raises(SourceError, match="no such file or folder"):
+        open_source(tmp_path / "missing.tif")
+
+
+# --- pixels: channels and dtypes ---------------------------------------------------------------
+
+
+def test_uint8_frames_pass_unchanged_gray_repeated_rgba_drops_alpha():
+    gray = RNG.integers(0, 255, (3, 10, 12), dtype=np.uint8)
+    rgba = RNG.integers(0, 255, (3, 10, 12, 4), dtype=np.uint8)
+    gray_pixels = pixels_for(open_source(gray))
+    assert gray_pixels.limits is None
+    np.testing.assert_array_equal(gray_pixels.rgb(gray[1]), np.repeat(gray[1][..., None], 3, axis=2))
+    np.testing.assert_array_equal(pixels_for(open_source(rgba)).rgb(rgba[2]), rgba[2, ..., :3])
+
+
+def test_other_channel_counts_need_a_choice():
+    five = RNG.integers(0, 255, (2, 10, 12, 5), dtype=np.uint8)
+    source = open_source(five)
+    with pytest.raises(SourceError, match="has 5 channels; choose one"):
+        pixels_for(source)
+    with pytest.raises(SourceError, match=r"channel 7 cannot be used.*\(0\.\.4\)"):
+        pixels_for(source, channel=7)
+    one = pixels_for(source, channel=3)
+    np.testing.assert_array_equal(one.rgb(five[1]), np.repeat(five[1, ..., 3:4], 3, axis=2))
+    three = pixels_for(source, channel=(4, 0, 2))
+    np.testing.assert_array_equal(three.rgb(five[0]), five[0][..., [4, 0, 2]])
+    with pytest.raises(SourceError, match="grayscale"):
+        pixels_for(open_source(np.zeros((2, 8, 8), np.uint8)), channel=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64, np.int32])
+def test_other_dtypes_share_one_mapping_over_the_stack(dtype):
+    stack = RNG.uniform(0, 1000, (4, 20, 20)).astype(dtype)
+    stack[3] += 5000
+    pixels = pixels_for(open_source(stack))
+    expected = tuple(np.percentile(stack.astype(np.float64), (0.5, 99.5)))
+    assert pixels.limits == pytest.approx(expected)
+    rgb = pixels.rgb(stack[0])
+    assert rgb.dtype == np.uint8 and rgb.shape == (20, 20, 3)
+    np.testing.assert_array_equal(rgb[..., 0], intensity_to_uint8(stack[0], expected))
+    assert pixels.rgb(stack[3]).mean() > rgb.mean() + 50  # frame 3 is brighter: not stretched on its own
+
+
+def test_nan_ignored_and_drawn_black():
+    stack = RNG.uniform(0, 1, (3, 10, 10)).astype(np.float32)
+    stack[1, :5] = np.nan
+    pixels = pixels_for(open_source(stack))
+    finite = stack[np.isfinite(stack)].astype(np.float64)
+    assert pixels.limits == pytest.approx(tuple(np.percentile(finite, (0.5, 99.5))))
+    assert (pixels.rgb(stack[1])[:5] == 0).all()
+
+
+def test_user_limits_and_percentiles():
+    stack = np.arange(4 * 10 * 10, dtype=np.uint16).reshape(4, 10, 10)
+    source = open_source(stack)
+    assert pixels_for(source, limits=(100, 300)).limits == (100.0, 300.0)
+    assert pixels_for(source, percentiles=(0, 100)).limits == (0.0, 399.0)
+    assert stack_limits(source, percentiles=(50, 50)) == pytest.approx((199.5, 199.5))
+    with pytest.raises(SourceError, match="LOW <= HIGH"):
+        pixels_for(source, limits=(5, 1))
+
+
+def test_large_stack_limits_sample_every_frame_deterministically(monkeypatch):
+    import napari_p2sam.engine.sources as sources
+
+    monkeypatch.setattr(sources, "LIMIT_SAMPLES", 4000)
+    stack = np.stack([np.full((50, 50), 100 * i, np.uint16) for i in range(10)])
+    first = stack_limits(open_source(stack), percentiles=(0, 100))
+    assert first == (0.0, 900.0)  # the darkest and brightest frames both took part
+    assert stack_limits(open_source(stack)) == stack_limits(open_source(stack))
