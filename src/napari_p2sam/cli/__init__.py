@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import eval as eval_command, segment
+from . import eval as eval_command, models, segment
 
-COMMANDS = [segment, eval_command]
+COMMANDS = [segment, eval_command, models]
 """Modules with ``NAME``, ``add_arguments(parser)`` and ``run(args) -> int``."""
 
 

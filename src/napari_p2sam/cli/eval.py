@@ -41,7 +41,9 @@ FOLDER_DEFAULT_PRESET = "photos"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="SAM checkpoint file (.pth)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for predictions, CSV files and the plot")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it is not empty")
     parser.add_argument(
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {describe(settings)}")
 
     model = load_model(
-        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else "sam"
+        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
     )
     args.out.mkdir(parents=True, exist_ok=True)
     evaluation = evaluate(

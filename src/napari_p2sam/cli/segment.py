@@ -42,7 +42,9 @@ FORMATS = ("tif", "png")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", type=Path, help="image, TIFF stack, folder of images or video to segment")
-    parser.add_argument("--checkpoint", required=True, help="SAM checkpoint file (.pth)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
+    )
     parser.add_argument(
         "--reference-mask", required=True, type=Path, help="2D mask (with --reference-frame) or labels TIFF stack"
     )
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
-    model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else "sam")
+    model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None)
 
     bar = ProgressBar(enabled=not args.quiet)
     propagation = propagate(

@@ -1,8 +1,10 @@
 """Build a Segment Anything model from a checkpoint file.
 
 The architecture is read from the tensors' shapes, so Meta's vit_b / vit_l /
-vit_h files, MedSAM, micro-sam fine-tunes and small test models all load
-without the user naming the architecture. Checkpoints are always read with
+vit_h files, MobileSAM's vit_t (TinyViT encoder), MedSAM, micro-sam
+fine-tunes and small test models all load without the user naming the
+architecture. A registry name (``"vit_b"``) stands for its verified file in
+the model cache. Checkpoints are always read with
 ``torch.load(..., weights_only=True)``: nothing in a file is executed.
 """
 
@@ -23,10 +25,12 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from .download import verified_path
+from .registry import MODELS
+from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
+
 NORMALIZATIONS = ("sam", "minmax")
 _REQUIRED_KEYS = (
-    "image_encoder.patch_embed.proj.weight",
-    "image_encoder.pos_embed",
     "image_encoder.neck.0.weight",
     "prompt_encoder.point_embeddings.0.weight",
     "mask_decoder.iou_token.weight",
@@ -130,14 +134,45 @@ def infer_encoder_shape(state: dict[str, torch.Tensor]) -> EncoderShape:
     )
 
 
+def build_image_encoder(state: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, int]:
+    """SAM's ViT or MobileSAM's TinyViT, as the tensors describe it; also returns its output grid side."""
+    if is_tiny_vit_state(state):
+        shape = infer_tiny_vit_shape(state)
+        return TinyViT(shape), shape.grid
+    for key in ("image_encoder.patch_embed.proj.weight", "image_encoder.pos_embed"):
+        if key not in state:
+            raise CheckpointError(f"not a Segment Anything state dict: missing {key}")
+    enc = infer_encoder_shape(state)
+    encoder = ImageEncoderViT(
+        depth=enc.depth,
+        embed_dim=enc.embed_dim,
+        img_size=enc.img_size,
+        mlp_ratio=enc.mlp_ratio,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=enc.num_heads,
+        patch_size=enc.patch_size,
+        qkv_bias="image_encoder.blocks.0.attn.qkv.bias" in state,
+        use_rel_pos=True,
+        global_attn_indexes=enc.global_attn_indexes,
+        window_size=enc.window_size,
+        out_chans=enc.out_chans,
+    )
+    return encoder, enc.img_size // enc.patch_size
+
+
 def build_sam(state: dict[str, torch.Tensor]) -> Sam:
-    """Build segment-anything's ``Sam`` with the shapes found in ``state`` and load it."""
+    """Build segment-anything's ``Sam`` with the shapes found in ``state`` and load it.
+
+    TinyViT's ImageNet classifier tensors (in ``mobile_sam.pt``, unused by
+    SAM) are left out; every other tensor must fit.
+    """
     missing = [k for k in _REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"not a Segment Anything state dict: missing {', '.join(missing)}")
-    enc = infer_encoder_shape(state)
-    prompt_dim = enc.out_chans
-    grid = enc.img_size // enc.patch_size
+    encoder, grid = build_image_encoder(state)
+    state = {k: v for k, v in state.items() if not CLASSIFIER_KEYS.match(k)}
+    prompt_dim = state["image_encoder.neck.0.weight"].shape[0]
+    img_size = encoder.img_size
     decoder_depth = 1 + max(
         int(m.group(1)) for k in state if (m := re.match(r"mask_decoder\.transformer\.layers\.(\d+)\.", k))
     )
@@ -148,24 +183,11 @@ def build_sam(state: dict[str, torch.Tensor]) -> Sam:
     )
     num_mask_tokens = state["mask_decoder.mask_tokens.weight"].shape[0]
     sam = Sam(
-        image_encoder=ImageEncoderViT(
-            depth=enc.depth,
-            embed_dim=enc.embed_dim,
-            img_size=enc.img_size,
-            mlp_ratio=enc.mlp_ratio,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=enc.num_heads,
-            patch_size=enc.patch_size,
-            qkv_bias="image_encoder.blocks.0.attn.qkv.bias" in state,
-            use_rel_pos=True,
-            global_attn_indexes=enc.global_attn_indexes,
-            window_size=enc.window_size,
-            out_chans=enc.out_chans,
-        ),
+        image_encoder=encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=prompt_dim,
             image_embedding_size=(grid, grid),
-            input_image_size=(enc.img_size, enc.img_size),
+            input_image_size=(img_size, img_size),
             mask_in_chans=4 * state["prompt_encoder.mask_downscaling.0.weight"].shape[0],
         ),
         mask_decoder=MaskDecoder(
@@ -219,21 +241,37 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def registry_name(checkpoint: str | Path) -> str | None:
+    """``checkpoint`` if it is a registry name and no file of that name exists, else None."""
+    if isinstance(checkpoint, str) and checkpoint in MODELS and not Path(checkpoint).expanduser().exists():
+        return checkpoint
+    return None
+
+
 def load_model(
     checkpoint: str | Path,
     *,
     device: str | torch.device | None = None,
-    normalization: str = "sam",
+    normalization: str | None = None,
 ) -> SamModel:
-    """Load a SAM checkpoint file (architecture inferred) onto ``device``.
+    """Load a SAM checkpoint (architecture inferred) onto ``device``.
 
-    ``checkpoint`` is a path or a name from the model registry.
-    ``normalization``: ``"sam"`` (pixel mean/std, SAM and its fine-tunes)
-    or ``"minmax"`` (MedSAM).
+    ``checkpoint``: a file path, or a registry name such as ``"vit_b"``
+    (``napari-p2sam models list``) that stands for its downloaded file,
+    used only after its sha256 matched. ``normalization``: ``"sam"`` (pixel
+    mean/std, SAM and its fine-tunes) or ``"minmax"`` (MedSAM); default: the
+    registry model's, ``"sam"`` for files.
     """
-    if normalization not in NORMALIZATIONS:
+    if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    path = Path(checkpoint).expanduser()
+    name = registry_name(checkpoint)
+    if name is not None:
+        path, identity = verified_path(name), MODELS[name].sha256
+        normalization = normalization or MODELS[name].normalization
+    else:
+        path, identity = Path(checkpoint).expanduser(), None
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})")
     state = read_state_dict(path)
     try:
         sam = build_sam(state)
@@ -243,7 +281,7 @@ def load_model(
         raise CheckpointError(f"{path}: not a Segment Anything checkpoint ({err})") from None
     return SamModel(
         sam=sam.to(choose_device(device)),
-        identity=file_sha256(path),
-        normalization=normalization,
+        identity=identity or file_sha256(path),
+        normalization=normalization or "sam",
         source=str(path),
     )
