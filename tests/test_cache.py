@@ -11,7 +11,6 @@ import torch
 import zarr
 
 import napari_p2sam.engine.cache as cache_module
-import napari_p2sam.engine.propagate as propagate_module
 from napari_p2sam import Settings, load_model
 from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
 from napari_p2sam.engine.embeddings import encode_image
@@ -22,10 +21,7 @@ from .conftest import save_tiny_sam
 FAST = Settings(method="persam")
 
 
-@pytest.fixture(autouse=True)
-def fresh_references(monkeypatch):
-    """Each test starts without references remembered from earlier tests."""
-    monkeypatch.setattr(propagate_module, "REFERENCES", propagate_module.ReferenceMemo())
+pytestmark = pytest.mark.usefixtures("fresh_references")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from PIL import Image
 
-import napari_p2sam.engine.propagate as propagate_module
 from napari_p2sam import Settings
 from napari_p2sam.cli import main
 from napari_p2sam.engine.cache import encoder_key
@@ -25,10 +24,7 @@ from .test_sources import write_video
 FAST = ["--method", "persam"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_references(monkeypatch):
-    """Each test starts without references remembered from earlier tests."""
-    monkeypatch.setattr(propagate_module, "REFERENCES", propagate_module.ReferenceMemo())
+pytestmark = pytest.mark.usefixtures("fresh_references")
 
 
 @pytest.fixture

@@ -27,10 +27,7 @@ FAST = Settings(method="persam")
 P2 = Settings(variant="medical", parts=(1, 2), background_parts=(1, 1))
 
 
-@pytest.fixture(autouse=True)
-def fresh_references(monkeypatch):
-    """Each test starts without references remembered from earlier tests."""
-    monkeypatch.setattr(propagate_module, "REFERENCES", propagate_module.ReferenceMemo())
+pytestmark = pytest.mark.usefixtures("fresh_references")
 
 
 @pytest.fixture
