@@ -69,7 +69,7 @@ def positive_points(part_maps: torch.Tensor) -> np.ndarray:
 
 def mean_map(part_maps: torch.Tensor) -> torch.Tensor:
     """Mean over parts of ``(1, k, H, W)`` maps → ``(H, W)``."""
-    return part_maps.mean(1).squeeze()
+    return part_maps.mean(1)[0]
 
 
 def attention_bias(mean_sim: torch.Tensor, grid: int) -> torch.Tensor:
@@ -79,8 +79,13 @@ def attention_bias(mean_sim: torch.Tensor, grid: int) -> torch.Tensor:
     ``(1, 1, 1, grid * grid)``. As in PerSAM and the authors' code, the
     original-size map is stretched to the square grid (misaligned with SAM's
     padded frame for non-square images; kept by default for fidelity).
+    A constant map (or a one-pixel image) has no z-score: its bias is 0.5
+    everywhere instead of NaN.
     """
-    z = (mean_sim - mean_sim.mean()) / torch.std(mean_sim)
+    if mean_sim.max() == mean_sim.min():
+        z = torch.zeros_like(mean_sim)
+    else:
+        z = (mean_sim - mean_sim.mean()) / torch.std(mean_sim)
     z = F.interpolate(z[None, None], size=(grid, grid), mode="bilinear")
     return z.sigmoid().flatten(2)[None]
 

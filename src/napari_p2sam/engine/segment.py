@@ -57,12 +57,16 @@ def build_candidates(
     """Every (k, n) candidate's points, in the authors' order, and the natural variant's attention biases ``(B, 1, 1, g²)``."""
     target = normalize_target(embedding)
     sam = model.sam
-    negatives: list[tuple[int, np.ndarray]] = [(0, np.zeros((0, 2), dtype=np.int64))]
-    if settings.variant == "medical" and settings.uses_background_parts:
-        negatives = [
-            (n, positive_points(similarity_maps(sam, protos, target, embedding)))
-            for n, protos in sorted(reference.background_parts.items())
-        ]
+    # Medical variant: one negative point per background part, for each n;
+    # n = 0 (or no background patch at all: the mask covers the whole frame)
+    # means no negative point.
+    no_negative = (0, np.zeros((0, 2), dtype=np.int64))
+    negatives = [no_negative] if settings.background_parts[0] == 0 else []
+    negatives += [
+        (n, positive_points(similarity_maps(sam, protos, target, embedding)))
+        for n, protos in sorted(reference.background_parts.items())
+    ]
+    negatives = negatives or [no_negative]
     candidates, biases = [], []
     lo, hi = settings.part_range
     for k in range(lo, hi + 1):
