@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from napari_p2sam.evaluation import datasets
 from napari_p2sam.evaluation.datasets import DatasetError, gray_levels, is_binary, read_mask
+from napari_p2sam.evaluation.runner import sequence_limits
 
 from .evaldata import make_cvc, make_folder, make_perseg, write_png
 
@@ -203,3 +205,18 @@ def test_check_empty_reference_mask(tmp_path):
     write_png(masks / "a.png", np.zeros((24, 32), np.uint8))
     with pytest.raises(DatasetError, match=r"reference mask\(s\) with no object pixel above the threshold 0.*a\.png"):
         datasets.check(datasets.folder(images, masks))
+
+
+def test_one_intensity_mapping_per_sequence_of_16_bit_images(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i, size in enumerate([(20, 30), (25, 30), (20, 35)]):  # sizes may differ between frames
+        image = np.full(size, 1000 * (i + 1), np.uint16)
+        image[0, 0] = 0
+        tifffile.imwrite(tmp_path / "images" / f"{i}.tif", image)
+        write_png(tmp_path / "masks" / f"{i}.png", np.full(size, 255, np.uint8))
+    (sequence,) = datasets.folder(tmp_path / "images", tmp_path / "masks")
+    low, high = sequence_limits(sequence)
+    assert low == pytest.approx(1000) and high == pytest.approx(3000)  # 0.5 and 99.5 percentiles of all frames
+    images, masks = make_folder(tmp_path / "rgb", ["a", "b"])
+    assert sequence_limits(datasets.folder(images, masks)[0]) is None  # 8-bit images pass unchanged

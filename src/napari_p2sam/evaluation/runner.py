@@ -83,13 +83,13 @@ def _synchronize(model: SamModel) -> None:
 
 
 def sequence_limits(sequence: Sequence) -> tuple[float, float] | None:
-    """One intensity mapping for a sequence of non-8-bit images (None for uint8)."""
+    """One intensity mapping for a sequence of non-8-bit images, from up to 16 of its frames (None for uint8)."""
     first = read_image(sequence.reference.image)
     if first.dtype == np.uint8:
         return None
     frames = (sequence.reference, *sequence.targets)
     step = max(1, len(frames) // LIMIT_SAMPLE_FRAMES)
-    return intensity_limits(np.stack([read_image(f.image) for f in frames[::step]]))
+    return intensity_limits(np.concatenate([read_image(f.image).ravel() for f in frames[::step]]))
 
 
 def save_prediction(path: Path, mask: np.ndarray) -> None:
