@@ -25,7 +25,7 @@ from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_r
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-LIMIT_SAMPLES = 8_000_000
+LIMIT_SAMPLES = 1_000_000
 """At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
 
 
