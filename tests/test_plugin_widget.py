@@ -6,40 +6,28 @@ painted on frame 0: the masks mean nothing, the plumbing is what is tested.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
-import torch
 
 from napari_p2sam import segment_stack
-from napari_p2sam.engine.settings import Settings
+from napari_p2sam.models import download
+from napari_p2sam.models.registry import MODELS
 from napari_p2sam.ui.widget import P2SAMWidget
+
+from .model_server import ModelServer
+from .plugin_support import notifications, one_torch_thread  # noqa: F401  (fixtures)
+from .test_download import closed_port
 
 FRAMES, SIZE = 5, 64
 RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread: the runs are tiny, and the CI machine has two shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def notifications():
-    """Messages napari shows as notifications during the test, as (severity, text)."""
-    from napari.utils.notifications import notification_manager
-
-    received = []
-
-    def keep(notification):
-        received.append((str(notification.severity), notification.message))
-
-    notification_manager.notification_ready.connect(keep)
-    yield received
-    notification_manager.notification_ready.disconnect(keep)
+def _one_thread(one_torch_thread):
+    """Every test here runs the tiny model on one torch thread."""
 
 
 def stack() -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +83,8 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
     qtbot.waitUntil(lambda: 1 in set(prompts.data[:, 0].astype(int)), timeout=RUN_TIMEOUT_MS)
     assert widget.running
     assert 4 not in set(prompts.data[:, 0].astype(int))
+    bar = widget._progress  # napari's progress bar: frames done of the total, and the time left
+    assert bar.total == FRAMES and 2 <= bar.n < FRAMES and bar.desc.startswith("P²SAM: about")
     wait_for_run(qtbot, widget)
 
     summary = widget.last_summary
@@ -216,3 +206,45 @@ def test_wrong_model_file_fails_in_the_worker_and_run_works_again(qtbot, viewer_
     widget.run()
     wait_for_run(qtbot, widget)
     assert widget.last_summary.error is None and widget.last_summary.done == FRAMES
+
+
+@pytest.fixture
+def served_vit_t(tmp_path, monkeypatch, tiny_checkpoint):
+    """The registry's vit_t pointed at a local server holding the tiny checkpoint; model cache in tmp_path."""
+    server = ModelServer()
+    data = tiny_checkpoint.read_bytes()
+    server.files["/mobile_sam.pt"] = data
+    entry = replace(MODELS["vit_t"], url=server.url("/mobile_sam.pt"), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(MODELS, "vit_t", entry)
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    yield server
+    server.close()
+
+
+def test_named_model_is_downloaded_on_first_use_then_reused(qtbot, viewer_and_widget, served_vit_t):
+    viewer, widget = viewer_and_widget
+    widget.model.reset_choices()
+    assert "MB download" in widget.model.native.itemText(list(widget.model.choices).index("vit_t"))
+    widget.model.value = "vit_t"
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.error is None and widget.last_summary.done == FRAMES
+    assert len(served_vit_t.requests_for("/mobile_sam.pt")) == 1
+    assert "download" not in widget.model.native.itemText(list(widget.model.choices).index("vit_t"))
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.done == FRAMES and len(served_vit_t.requests_for("/mobile_sam.pt")) == 1
+
+
+def test_offline_download_is_a_notification_with_the_recipe(qtbot, viewer_and_widget, monkeypatch, tmp_path, notifications):
+    viewer, widget = viewer_and_widget
+    unreachable = f"http://127.0.0.1:{closed_port()}/mobile_sam.pt"
+    monkeypatch.setitem(MODELS, "vit_t", replace(MODELS["vit_t"], url=unreachable))
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    widget.model.value = "vit_t"
+    widget.run()
+    wait_for_run(qtbot, widget)
+    [error] = [text for severity, text in notifications if severity == "error"]
+    assert error.startswith("P²SAM stopped: cannot download vit_t") and "mobile_sam.pt" in error
+    assert str(tmp_path / "cache") in error  # where to put the file by hand
+    assert widget.run_button.enabled

@@ -1,7 +1,7 @@
 """napari writers for label layers: one label TIFF, or a folder of one PNG per frame.
 
 The PNG folder is named after the chosen path without ``.png``
-(``masks.png`` → ``masks/``), and holds ``0000.png``, ``0001.png``, … one per
+(``masks.png`` → ``masks/``), and holds ``00000.png``, ``00001.png``, … one per
 frame (leading axes flattened in order); labels are saved as 8-bit PNGs, or
 16-bit when a label value exceeds 255.
 """
@@ -35,7 +35,7 @@ def write_png_folder(path: str, data, meta: dict) -> list[str]:
     folder = folder.with_suffix("") if folder.suffix.lower() == ".png" else folder
     folder.mkdir(parents=True, exist_ok=True)
     frames = labels.reshape((-1,) + labels.shape[-2:])
-    digits = max(4, len(str(len(frames) - 1)))
+    digits = max(5, len(str(len(frames) - 1)))
     for index, frame in enumerate(frames):
         Image.fromarray(frame.astype(dtype)).save(folder / f"{index:0{digits}d}.png")
     return [str(folder)]

@@ -13,18 +13,18 @@ random SAM, so the masks mean nothing; use e.g. ``sam_vit_b_01ec64.pth``):
 >>> import napari
 >>> from napari_p2sam import segment_layers, segment_stack
 >>> from napari_p2sam._sample_data import time_lapse_stack
->>> frames, truth = time_lapse_stack(frames=3)       # (3, 192, 192) uint16
+>>> frames, truth = time_lapse_stack(frames=2)       # (2, 192, 192) uint16
 >>> painted = truth * 0
 >>> painted[0] = truth[0] == 1                       # object 1 painted on frame 0
 >>> labels = segment_stack(frames, painted, model=checkpoint, preset="ct-follow-up", device="cpu")
 >>> labels.shape, labels.dtype.name
-((3, 192, 192), 'uint8')
+((2, 192, 192), 'uint8')
 >>> viewer = napari.Viewer(show=False)
 >>> image = viewer.add_image(frames)
 >>> reference = viewer.add_labels(painted)
 >>> output = segment_layers(viewer, image, reference, model=checkpoint, preset="ct-follow-up", device="cpu")
 >>> output.name, output.data.shape
-('frames P²SAM', (3, 192, 192))
+('frames P²SAM', (2, 192, 192))
 >>> bool((reference.data[1:] == 0).all())             # the reference layer is unchanged
 True
 >>> viewer.close()

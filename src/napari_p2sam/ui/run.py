@@ -1,8 +1,8 @@
 """One propagation run as a generator, for a napari thread worker or a plain loop (no Qt here).
 
-:func:`run_job` loads the model (kept for the next run), runs the stack
-driver and yields a :class:`FrameUpdate` per finished frame. Problems the
-user can fix (a wrong file, a bad reference, a full disk) end the run with
+:func:`run_job` runs the stack driver and yields a :class:`FrameUpdate` per
+finished frame. :func:`run_job_reporting_errors` first downloads (once) and
+loads the model (kept for the next run), and ends the run on any error with
 a one-line message in :class:`RunSummary`; every frame yielded before stays.
 """
 
@@ -18,7 +18,9 @@ import torch
 from ..engine.cache import EmbeddingCache
 from ..engine.propagate import FrameResult, Progress, propagate
 from ..engine.settings import Settings
+from ..models.download import download, model_path
 from ..models.loading import SamModel, load_model
+from ..models.registry import MODELS
 from .job import LayerJob
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,24 @@ class ModelChoice:
     normalization: str = "sam"
 
 
+class DownloadMeter:
+    """Bytes of a model download so far, written by the download (any thread), read by the UI.
+
+    The tqdm-like object :func:`napari_p2sam.models.download.download` reports to.
+    """
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.total: int | None = None
+        self.done = 0
+
+    def update(self, count: int) -> None:
+        self.done += count
+
+    def close(self) -> None:
+        self.model = None
+
+
 class LoadedModels:
     """Keeps the last loaded model, so a rerun with the same choice does not load it again."""
 
@@ -43,10 +63,16 @@ class LoadedModels:
         self._choice: ModelChoice | None = None
         self._model: SamModel | None = None
 
-    def get(self, choice: ModelChoice) -> SamModel:
+    def get(self, choice: ModelChoice, meter: DownloadMeter | None = None) -> SamModel:
+        """The model; a registry model not downloaded yet is downloaded first (verified), reporting to ``meter``."""
         if choice != self._choice or self._model is None:
             self._model = None  # free the previous model before loading the next
-            self._model = load_model(choice.checkpoint, device=choice.device, normalization=choice.normalization)
+            name = choice.checkpoint
+            if name in MODELS and not model_path(name).is_file():
+                if meter is not None:
+                    meter.model, meter.done = name, 0
+                download(name, progressbar=meter if meter is not None else False)
+            self._model = load_model(name, device=choice.device, normalization=choice.normalization)
             self._choice = choice
         return self._model
 
@@ -113,17 +139,23 @@ def run_job(
 
 
 def run_job_reporting_errors(
-    job: LayerJob, settings: Settings, model: ModelChoice, *, models: LoadedModels, **options
+    job: LayerJob,
+    settings: Settings,
+    model: ModelChoice,
+    *,
+    models: LoadedModels,
+    meter: DownloadMeter | None = None,
+    **options,
 ) -> Iterator[FrameUpdate]:
-    """Load the model (or reuse it), then :func:`run_job`, for a thread worker: any error ends the run
-    with a message in the returned summary.
+    """Download and load the model (or reuse it), then :func:`run_job`, for a thread worker: any error
+    ends the run with a message in the returned summary.
 
     Errors the user can fix get their own message; anything else is logged
     with its traceback and summed up in one line.
     """
     summary = RunSummary(total=len(job.frame_range))
     try:
-        yield from run_job(job, settings, models.get(model), summary=summary, **options)
+        yield from run_job(job, settings, models.get(model, meter), summary=summary, **options)
     except USER_ERRORS as err:
         summary.error = str(err) or type(err).__name__
     except Exception as err:  # a bug: keep the traceback in the log, tell the user in one line

@@ -20,17 +20,21 @@ import napari
 import torch
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..engine.cache import EmbeddingCache
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
+from ..models.download import model_path
+from ..models.registry import MODELS
 from .job import LayerInputError, frame_geometry, build_job, leading_axes
 from .output import RunOutput, add_output_layers
-from .run import FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
+from .run import DownloadMeter, FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
 from .scores import FrameScores
 
 AUTO_DEVICE = "auto"
+CHECKPOINT_FILE = "file"
 SINGLE_IMAGE = "none (one image)"
 
 
@@ -42,6 +46,15 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         devices.append("mps")
     return devices
+
+
+def model_choices(_widget=None) -> list[tuple[str, str]]:
+    """The registry's models (what they suit, and whether they still need a download), then 'a file'."""
+    choices = []
+    for name, info in MODELS.items():
+        fetch = "" if model_path(name).is_file() else f", {info.size_mb} MB download"
+        choices.append((f"{info.title} ({info.hardware}{fetch})", name))
+    return choices + [("checkpoint file (below)", CHECKPOINT_FILE)]
 
 
 def range_edit(label: str, low: int, high: int, minimum: int, maximum: int, tooltip: str) -> Container:
@@ -68,6 +81,10 @@ class P2SAMWidget(Container):
         self._worker = None
         self._stop = threading.Event()
         self._progress: progress | None = None
+        self._meter = DownloadMeter()
+        self._download_timer = QTimer()
+        self._download_timer.setInterval(500)
+        self._download_timer.timeout.connect(self._show_download)
         self._output: RunOutput | None = None
         self.last_summary: RunSummary | None = None
 
@@ -81,8 +98,14 @@ class P2SAMWidget(Container):
             tooltip="the axis holding time points or slices; other axes are read at the viewer's current position",
         )
         self.frames = range_edit("frames", 0, 0, 0, 0, "first and last frame to segment (inclusive)")
-        self.checkpoint = FileEdit(label="model", mode="r", filter="*.pth *.pt", tooltip="a SAM checkpoint file (.pth)")
-        self.minmax = ComboBox(
+        self.model = ComboBox(
+            label="model", choices=model_choices,
+            tooltip="a named model (downloaded once, checksum verified), or a checkpoint file chosen below",
+        )
+        self.checkpoint = FileEdit(
+            label="checkpoint", mode="r", filter="*.pth *.pt", tooltip="any SAM checkpoint file (.pth), e.g. a fine-tune"
+        )
+        self.normalization = ComboBox(
             label="normalisation", choices=[("SAM (mean/std)", "sam"), ("MedSAM (min-max)", "minmax")],
             tooltip="the input normalisation the model was trained with",
         )
@@ -105,7 +128,7 @@ class P2SAMWidget(Container):
         self.status = Label(value="")
         self.extend(
             [
-                self.image, self.reference, self.frame_axis, self.frames, self.checkpoint, self.minmax,
+                self.image, self.reference, self.frame_axis, self.frames, self.model, self.checkpoint, self.normalization,
                 self.device, self.preset, self.method, self.variant, self.parts, self.background_parts,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
                 Container(widgets=[self.use_reference_button, self.forget_button], layout="horizontal", labels=False),
@@ -113,12 +136,15 @@ class P2SAMWidget(Container):
             ]
         )
         self.scores = FrameScores()
+        self.scores.setMinimumHeight(240)
         self.scores.frame_clicked.connect(self.go_to_frame)
         self._scores_docked = False
 
         self.image.changed.connect(self._image_changed)
         self.frame_axis.changed.connect(self._frame_axis_changed)
         self.preset.changed.connect(self._apply_preset)
+        self.model.changed.connect(self._model_changed)
+        self.checkpoint.changed.connect(lambda _path: setattr(self.model, "value", CHECKPOINT_FILE))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.use_reference_button.changed.connect(self.use_current_frame_as_reference)
@@ -146,8 +172,9 @@ class P2SAMWidget(Container):
         offset = len(world_labels) - layer.ndim
         shape = layer.data[0].shape if layer.multiscale else layer.data.shape
         for axis in range(leading_axes(layer)):
-            name = world_labels[offset + axis] if 0 <= offset + axis < len(world_labels) else str(axis)
-            choices.append((f"axis {axis}: {name} ({shape[axis]})", axis))
+            label = world_labels[offset + axis] if 0 <= offset + axis < len(world_labels) else ""
+            named = f" {label}" if label and not label.lstrip("-").isdigit() else ""  # napari's default labels are numbers
+            choices.append((f"axis {axis}{named} ({shape[axis]} frames)", axis))
         return choices
 
     def _layers_changed(self, event=None) -> None:
@@ -192,13 +219,20 @@ class P2SAMWidget(Container):
         )
 
     def model_choice(self) -> ModelChoice:
+        """The model on the form; a checkpoint file must exist (raises :class:`LayerInputError`)."""
+        device = None if self.device.value == AUTO_DEVICE else self.device.value
+        if self.model.value != CHECKPOINT_FILE:
+            return ModelChoice(self.model.value, device, self.normalization.value)
         path = Path(self.checkpoint.value)
         if str(self.checkpoint.value) in ("", ".") or path.is_dir():
-            raise LayerInputError("no model chosen: pick a SAM checkpoint file (.pth) under 'model'")
+            raise LayerInputError("no checkpoint file chosen: pick a SAM checkpoint (.pth) under 'checkpoint'")
         if not path.is_file():
             raise LayerInputError(f"the model file {path} does not exist: pick a SAM checkpoint file (.pth)")
-        device = None if self.device.value == AUTO_DEVICE else self.device.value
-        return ModelChoice(str(path), device, self.minmax.value)
+        return ModelChoice(str(path), device, self.normalization.value)
+
+    def _model_changed(self, name: str) -> None:
+        if name in MODELS:
+            self.normalization.value = MODELS[name].normalization
 
     def current_position(self, layer) -> list[float]:
         """The viewer's current position in ``layer``'s data coordinates."""
@@ -249,7 +283,8 @@ class P2SAMWidget(Container):
         self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
         worker = create_worker(
             run_job_reporting_errors, job, settings, model,
-            models=self._models, cache=self._cache, should_stop=self._stop.is_set, _start_thread=False,
+            models=self._models, meter=self._meter, cache=self._cache, should_stop=self._stop.is_set,
+            _start_thread=False,
         )
         worker.yielded.connect(self._show_frame)
         worker.returned.connect(self._report)
@@ -258,6 +293,7 @@ class P2SAMWidget(Container):
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = f"running on {len(job.frame_range)} frame(s)…"
+        self._download_timer.start()
         worker.start()
 
     def cancel(self, _value=None) -> None:
@@ -290,13 +326,23 @@ class P2SAMWidget(Container):
                 f"{summary.encoded} encoded (the rest from the cache or painted)"
             )
 
+    def _show_download(self) -> None:
+        """While a named model downloads (before the first frame), say how far it is."""
+        meter, bar = self._meter, self._progress
+        if meter.model is not None and bar is not None:
+            total = f" of {meter.total / 1e6:.0f}" if meter.total else ""
+            bar.set_description(f"P²SAM: downloading {meter.model}, {meter.done / 1e6:.0f}{total} MB")
+
     def _finished(self) -> None:
+        self._download_timer.stop()
+        self._meter.close()
         self._worker = None
         bar, self._progress = self._progress, None
         if bar is not None:
             bar.close()
         self.run_button.enabled = True
         self.cancel_button.enabled = False
+        self.model.reset_choices()  # a model downloaded by this run is no longer marked as a download
         self._show_corrections()
 
     def _dock_scores(self) -> None:

@@ -1,0 +1,98 @@
+"""Take the user guide's screenshots of the P²SAM widget in use (docs/images/*.png).
+
+Runs napari in a real window, so run it under a virtual display:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py [--out docs/images]
+
+The model is a tiny SAM with random weights (no weights can be downloaded
+here), so the masks in the pictures are meaningless: the pictures show the
+widget, the live output, the prompt points, the scores dock and the
+correction step, not segmentation quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait(app, condition, timeout_s: float = 300.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("the run took too long")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle(app, seconds: float = 0.5) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def save(viewer, app, path: Path) -> None:
+    settle(app)
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(path)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    from qtpy.QtWidgets import QApplication
+
+    from napari_p2sam.launch import open_viewer
+    from tests.conftest import save_tiny_sam
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = save_tiny_sam(Path(folder) / "tiny_random_sam.pth")
+        viewer, widget = open_viewer(checkpoint=str(checkpoint))
+        app = QApplication.instance()
+        window = viewer.window._qt_window
+        window.resize(1500, 950)
+        widget.preset.value = "ct-follow-up"
+        viewer.dims.set_current_step(0, 0)  # the painted frame
+        save(viewer, app, args.out / "widget.png")
+
+        widget.run()
+        window._activity_dialog.show()
+        wait(app, lambda: widget.scores.rowCount() >= 3)
+        viewer.dims.set_current_step(0, 3)
+        save(viewer, app, args.out / "running.png")
+        wait(app, lambda: not widget.running)
+        window._activity_dialog.hide()
+
+        widget.scores.sortItems(2)  # by score, worst (highest) last
+        widget.scores.selectRow(widget.scores.rowCount() - 1)
+        widget.scores.cellClicked.emit(widget.scores.rowCount() - 1, 2)
+        save(viewer, app, args.out / "scores.png")
+
+        output = viewer.layers[f"{widget.image.value.name} P²SAM"]
+        frame = viewer.dims.current_step[0]
+        from napari_p2sam._sample_data import cell_masks
+
+        output.data[frame] = cell_masks(frame)  # the user repaints this frame
+        output.refresh()
+        viewer.layers.selection.active = output
+        widget.use_reference_button.clicked.emit()
+        save(viewer, app, args.out / "correction.png")
+        viewer.close()
+
+
+if __name__ == "__main__":
+    main()

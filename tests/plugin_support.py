@@ -1,0 +1,30 @@
+"""Fixtures shared by the napari plugin tests (imported by name into each test module)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: the plugin tests' runs are tiny, and the CI machine has two shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def notifications():
+    """Messages napari shows as notifications during the test, as (severity, text)."""
+    from napari.utils.notifications import notification_manager
+
+    received = []
+
+    def keep(notification):
+        received.append((str(notification.severity), notification.message))
+
+    notification_manager.notification_ready.connect(keep)
+    yield received
+    notification_manager.notification_ready.disconnect(keep)

@@ -1,0 +1,129 @@
+"""The plugin as napari finds it: manifest, widget, sample data, reader, writers, and the scripting example."""
+
+from __future__ import annotations
+
+import doctest
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+import napari_p2sam.scripting
+from napari_p2sam import _reader, _writer
+from napari_p2sam._sample_data import time_lapse_stack
+from napari_p2sam.ui.widget import P2SAMWidget
+
+from .plugin_support import one_torch_thread  # noqa: F401  (fixture)
+from .test_sources import write_video
+
+
+def test_manifest_is_discovered_and_valid():
+    from npe2 import PluginManager, PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-p2sam")
+    manifest.validate_imports()
+    pm = PluginManager.instance()
+    pm.discover()
+    found = pm.get_manifest("napari-p2sam").contributions
+    assert [w.display_name for w in found.widgets] == ["P²SAM"]
+    assert [s.key for s in found.sample_data] == ["time-lapse", "photo-pan"]
+    assert found.readers[0].accepts_directories and "*.mp4" in found.readers[0].filename_patterns
+    assert [w.filename_extensions for w in found.writers] == [[".tif", ".tiff"], [".png"]]
+
+
+def test_widget_and_sample_data_open_from_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-p2sam", "time-lapse")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "P²SAM")
+    assert isinstance(widget, P2SAMWidget)
+    image, reference = viewer.layers
+    assert image.data.shape == (12, 192, 192) and image.data.dtype == np.uint16
+    painted = [t for t in range(12) if reference.data[t].any()]
+    assert painted == [0] and set(np.unique(reference.data[0])) == {0, 1, 2}
+    assert (widget.image.value, widget.reference.value) == (image, reference)
+
+    viewer.open_sample("napari-p2sam", "photo-pan")
+    video, empty = viewer.layers[-2:]
+    assert video.rgb and video.data.shape == (8, 300, 400, 3) and not empty.data.any()
+    # the pan moves: consecutive frames differ, and overlap shifted by the pan step
+    assert not np.array_equal(video.data[0], video.data[1])
+
+
+def test_sample_cells_move_and_keep_their_labels():
+    images, truth = time_lapse_stack(frames=4)
+    assert images.shape == (4, 192, 192) and truth.shape == images.shape
+    centre = [np.argwhere(truth[t] == 1).mean(axis=0) for t in range(4)]
+    assert centre[3][1] - centre[0][1] == pytest.approx(15, abs=1)  # cell 1 drifts 5 px per frame
+    assert images[0][truth[0] == 2].mean() > images[0][truth[0] == 0].mean() + 500
+
+
+def test_reader_opens_an_image_folder_lazily_in_natural_order(tmp_path):
+    for index in (10, 2, 1):
+        Image.fromarray(np.full((6, 8), index * 10, np.uint8)).save(tmp_path / f"frame{index}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    reader = _reader.get_reader(str(tmp_path))
+    assert reader is not None
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):
+        [(data, meta, kind)] = reader(str(tmp_path))
+    assert kind == "image" and meta["name"] == tmp_path.name and not meta["rgb"]
+    assert type(data).__module__.startswith("dask") and data.shape == (3, 6, 8)
+    assert [int(np.asarray(data[t]).max()) for t in range(3)] == [10, 20, 100]
+
+
+def test_reader_opens_a_video_lazily(tmp_path):
+    pytest.importorskip("av")
+    frames = np.zeros((4, 16, 24, 3), np.uint8)
+    for t in range(4):
+        frames[t, :, :, t % 3] = 60 * (t + 1)
+    path = tmp_path / "clip.avi"
+    write_video(path, frames, "ffv1", "bgr0")
+    reader = _reader.get_reader(str(path))
+    [(data, meta, _kind)] = reader(str(path))
+    assert meta["rgb"] and data.shape == (4, 16, 24, 3)
+    np.testing.assert_array_equal(np.asarray(data[2]), frames[2])
+    np.testing.assert_array_equal(np.asarray(data[0]), frames[0])  # seeking back works
+
+
+def test_reader_leaves_other_files_to_napari(tmp_path):
+    (tmp_path / "a.tif").write_bytes(b"")
+    assert _reader.get_reader(str(tmp_path / "a.tif")) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _reader.get_reader(str(empty)) is None
+
+
+def test_writers_save_tiff_and_png_folders(tmp_path):
+    labels = np.zeros((3, 6, 8), np.int32)
+    labels[1, 2:4, 2:5] = 2
+    labels[2, 0, 0] = 300
+    [tiff] = _writer.write_tiff(str(tmp_path / "out.tif"), labels, {})
+    np.testing.assert_array_equal(tifffile.imread(tiff), labels)
+
+    [folder] = _writer.write_png_folder(str(tmp_path / "masks.png"), labels, {})
+    names = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert folder == str(tmp_path / "masks") and names == ["00000.png", "00001.png", "00002.png"]
+    second = np.array(Image.open(tmp_path / "masks" / "00001.png"))
+    np.testing.assert_array_equal(second, labels[1])
+    assert np.array(Image.open(tmp_path / "masks" / "00002.png"))[0, 0] == 300  # 16-bit when needed
+
+    with pytest.raises(ValueError, match="negative values cannot be saved as PNG"):
+        _writer.write_png_folder(str(tmp_path / "bad"), -labels, {})
+    with pytest.raises(ValueError, match="does not fit in a 16-bit PNG"):
+        _writer.write_png_folder(str(tmp_path / "big"), labels * 1000, {})
+
+
+def test_scripting_example_runs(make_napari_viewer, tiny_checkpoint, one_torch_thread):
+    """The module docstring's example, with the tiny random SAM as ``checkpoint``.
+
+    (``make_napari_viewer``: napari checks that the viewer the example opens is closed again.)
+    """
+    tests = doctest.DocTestFinder().find(napari_p2sam.scripting, globs={"checkpoint": tiny_checkpoint})
+    [test] = [t for t in tests if t.name == "napari_p2sam.scripting"]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        result = runner.run(test)
+    assert result.attempted >= 8 and result.failed == 0
