@@ -43,7 +43,9 @@ def segment(*args) -> int:
     return main(["segment", *map(str, args), "--quiet"])
 
 
-def expected_labels(model, frames, references, settings=Settings(method="persam")) -> np.ndarray:
+def expected_labels(model, frames, references, settings: Settings | None = None) -> np.ndarray:
+    """The driver's own output, for the settings of ``FAST`` unless given."""
+    settings = settings or Settings(method="persam")
     return np.stack([r.labels for r in propagate(model, frames, references, settings)])
 
 
@@ -282,3 +284,13 @@ def test_cache_group_is_named_by_the_model(small_model, checkpoint, inputs):
     assert segment(inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
                    "--out", inputs / "out.tif", "--cache", inputs / "cache", *FAST) == 0
     assert [p.name for p in (inputs / "cache").iterdir()] == [encoder_key(small_model)]
+
+
+def test_multichannel_stack_needs_a_channel(checkpoint, inputs, stack, capsys):
+    two = np.stack([stack, 255 - stack], axis=1)  # T, C, Y, X
+    tifffile.imwrite(inputs / "two.tif", two, imagej=True, metadata={"axes": "TCYX"})
+    base = [inputs / "two.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png", *FAST]
+    assert "has 2 channels; choose one" in fails(capsys, *base, "--out", inputs / "out.tif")
+    assert not (inputs / "out.tif").exists()
+    assert segment(*base, "--out", inputs / "out.tif", "--channel", 1) == 0
+    assert tifffile.imread(inputs / "out.tif").shape == (5, 48, 64)

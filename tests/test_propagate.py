@@ -65,7 +65,7 @@ def test_each_label_is_its_own_object(small_model, frames):
     references[0, 25:45, 30:60] = 9
     both = list(propagate(small_model, frames[:3], references[:3], FAST))
     only_two = list(propagate(small_model, frames[:3], np.where(references[:3] == 2, 2, 0).astype(np.uint8), FAST))
-    for result, alone in zip(both[1:], only_two[1:]):
+    for result, alone in zip(both[1:], only_two[1:], strict=True):
         assert set(result.segmentations) == {2, 9}
         assert result.labels.dtype == np.uint8
         np.testing.assert_array_equal(result.segmentations[2].mask, alone.segmentations[2].mask)
@@ -173,7 +173,7 @@ def test_stop_keeps_finished_frames(small_model, frames, tmp_path):
     resumed = propagate(small_model, frames, references, FAST, cache=cache)
     rest = list(resumed)
     assert resumed.encoded == 3 and not resumed.cancelled  # frames 0..2 came from the cache
-    for before, after in zip(kept, rest):
+    for before, after in zip(kept, rest[:3], strict=True):
         np.testing.assert_array_equal(before.labels, after.labels)
 
 
