@@ -110,3 +110,37 @@ def test_bad_normalization_and_device(tiny_checkpoint):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             load_model(tiny_checkpoint, device="cuda")
+
+
+def timm_style(state: dict) -> dict:
+    """The authors' fine-tune layout: timm MLP names in the encoder and a classifier head."""
+    renamed = {
+        (k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2.") if k.startswith("image_encoder.") else k): v
+        for k, v in state.items()
+    }
+    renamed["image_encoder.head.weight"] = torch.zeros(10, 32)
+    return {"model": renamed}
+
+
+def test_authors_timm_style_fine_tunes_load(tmp_path):
+    original = tiny_sam(seed=5)
+    path = tmp_path / "endoscopy_full_base.pth"
+    torch.save(timm_style(original.state_dict()), path)
+    model = load_model(path, device="cpu")
+    x = torch.randn(1, 3, 1024, 1024)
+    with torch.no_grad():
+        assert torch.equal(model.sam.image_encoder(x), original.image_encoder(x))
+    # the mask decoder's own mlp.lin1 names are untouched
+    assert torch.equal(
+        model.sam.mask_decoder.transformer.layers[0].mlp.lin1.weight,
+        original.mask_decoder.transformer.layers[0].mlp.lin1.weight,
+    )
+
+
+def test_lora_fine_tunes_are_refused_clearly(tmp_path):
+    state = timm_style(tiny_sam().state_dict())
+    state["model"]["image_encoder.blocks.0.attn.qkv.lora_A"] = torch.zeros(4, 32)
+    path = tmp_path / "endoscopy_lora_base.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"endoscopy_lora_base\.pth: LoRA fine-tunes .* not supported"):
+        load_model(path)

@@ -241,6 +241,33 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a timm-style SAM image encoder to segment-anything's keys.
+
+    The P²SAM authors' fine-tuned SAMs (``endoscopy_full_*``, ``nsclc_full_*``)
+    store their encoder as timm's ``VisionTransformerSAM``: the same tensors as
+    segment-anything's ``ImageEncoderViT`` except the MLP names (``mlp.fc1`` /
+    ``mlp.fc2`` for ``mlp.lin1`` / ``mlp.lin2``) and an unused classifier head.
+    Other checkpoints pass through unchanged.
+    """
+    encoder = [k for k in state if k.startswith("image_encoder.")]
+    if not any(".mlp.fc1." in k for k in encoder):
+        return state
+    if any("lora_" in k for k in state):
+        raise CheckpointError(
+            "LoRA fine-tunes (lora_A/lora_B tensors) are not supported; use a fully fine-tuned "
+            "checkpoint (e.g. the authors' endoscopy_full_* or nsclc_full_*)"
+        )
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith(("image_encoder.head.", "image_encoder.fc_norm.")):
+            continue
+        if key.startswith("image_encoder."):
+            key = key.replace(".mlp.fc1.", ".mlp.lin1.").replace(".mlp.fc2.", ".mlp.lin2.")
+        renamed[key] = value
+    return renamed
+
+
 def registry_name(checkpoint: str | Path) -> str | None:
     """``checkpoint`` if it is a registry name and no file of that name exists, else None."""
     if isinstance(checkpoint, str) and checkpoint in MODELS and not Path(checkpoint).expanduser().exists():
@@ -274,7 +301,7 @@ def load_model(
             raise CheckpointError(f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})")
     state = read_state_dict(path)
     try:
-        sam = build_sam(state)
+        sam = build_sam(segment_anything_names(state))
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     except (KeyError, IndexError, ValueError) as err:
