@@ -176,3 +176,18 @@ def test_encoding_matches_segment_anything_predictor(tiny_model, lung_ct):
     ours = encode_image(tiny_model, rgb)
     assert torch.equal(ours.features, predictor.features)
     assert ours.input_size == predictor.input_size and ours.original_size == predictor.original_size
+
+
+def test_minmax_normalization_rescales_the_image_to_unit_range(tiny_checkpoint, lung_ct):
+    from napari_p2sam import load_model
+    from napari_p2sam.engine.embeddings import model_input
+
+    medsam_like = load_model(tiny_checkpoint, device="cpu", normalization="minmax")
+    rgb = to_rgb_uint8(lung_ct["test_image"])
+    x, (h, w) = model_input(medsam_like, rgb)
+    resized = torch.as_tensor(TRANSFORM.apply_image(rgb)).permute(2, 0, 1).float()
+    expected = (resized - resized.min()) / (resized.max() - resized.min())
+    assert torch.allclose(x[0, :, :h, :w], expected)
+    assert not x[0, :, h:, :].any() and not x[0, :, :, w:].any()
+    sam_style = encode_image(load_model(tiny_checkpoint, device="cpu"), rgb).features
+    assert not torch.allclose(encode_image(medsam_like, rgb).features, sam_style)
