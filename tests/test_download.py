@@ -107,6 +107,39 @@ def test_part_longer_than_the_file_starts_over(server, cache, monkeypatch, check
     assert [status for status, _ in server.requests_for(FILE)][0] == f"bytes={len(checkpoint_bytes) + 10}-"
 
 
+def test_a_bad_cached_file_is_set_aside_and_downloaded_again(server, cache, monkeypatch, checkpoint_bytes, capsys):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    cache.mkdir(parents=True)
+    dl.model_path("vit_b").write_bytes(b"<html>proxy login</html>")
+    assert dl.download("vit_b", progressbar=False).read_bytes() == checkpoint_bytes
+    assert "set aside; downloading it again" in capsys.readouterr().err
+    assert [p.read_bytes() for p in cache.glob("*.mismatch-*")] == [b"<html>proxy login</html>"]
+
+
+class Progress:
+    """What a GUI passes as a progress bar: total, update(n), close()."""
+
+    def __init__(self) -> None:
+        self.total, self.n, self.closed = None, 0, False
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_progress_reaches_the_file_size_also_when_resuming(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    server.mode, server.break_after = "break", len(checkpoint_bytes) // 2
+    with pytest.raises(dl.DownloadError):
+        dl.download("vit_b", progressbar=Progress())
+    server.mode = "normal"
+    progress = Progress()
+    dl.download("vit_b", progressbar=progress)
+    assert progress.total == progress.n == len(checkpoint_bytes) and progress.closed
+
+
 def test_checksum_mismatch_is_set_aside_and_never_used(server, cache, monkeypatch, checkpoint_bytes):
     point_vit_b_at(monkeypatch, server.url(FILE), b"the file the registry expects")
     with pytest.raises(dl.ChecksumMismatchError, match=r"set aside as .*\.mismatch-.*will not be used"):

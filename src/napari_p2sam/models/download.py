@@ -130,8 +130,7 @@ def download(name: str, *, progressbar: object = True) -> Path:
             try:
                 return verified_path(name)
             except ChecksumMismatchError:
-                print(f"the cached {name} did not match its checksum and was set aside; downloading it again",
-                      file=sys.stderr)
+                print(f"the cached {name} failed its checksum and was set aside; downloading it again", file=sys.stderr)
         downloader = ResumableDownloader(partial_path(name), info, progressbar)
         pooch.retrieve(
             info.url,
@@ -175,7 +174,8 @@ class ResumableDownloader:
         self.info = info
         self.progressbar = progressbar
 
-    def __call__(self, url: str, output_file: str, pooch_obj: object, check_only: bool = False) -> None:
+    def __call__(self, url: str, output_file: str, pooch_instance: object) -> None:
+        """Fetch ``url`` into ``output_file`` (pooch's downloader signature; ``pooch_instance`` is unused)."""
         have = self.part.stat().st_size if self.part.is_file() else 0
         response = self._request(url, have)
         if have and not (response.status_code == 206 and _continues_at(response, have)):
