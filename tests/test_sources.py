@@ -140,6 +140,24 @@ def test_folder_in_natural_order(tmp_path):
     assert sorted(["b10", "b2", "a"], key=natural_key) == ["a", "b2", "b10"]
 
 
+def test_single_image_files_and_16_bit_folders(tmp_path):
+    rgba = RNG.integers(0, 255, (20, 30, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "one.png")
+    source = open_source(tmp_path / "one.png")
+    assert (len(source), source.channels) == (1, 4)
+    np.testing.assert_array_equal(pixels_for(source).rgb(source.read(0)), rgba[..., :3])
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    frames = RNG.integers(0, 4000, (3, 20, 30), dtype=np.uint16)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    source = open_source(folder)
+    assert source.dtype == np.uint16
+    np.testing.assert_array_equal(source.read(2), frames[2])
+    assert pixels_for(source).limits == pytest.approx(tuple(np.percentile(frames.astype(float), (0.5, 99.5))))
+
+
 def test_folder_with_an_unreadable_file_names_it(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((8, 8), i, np.uint8)).save(tmp_path / f"{i}.png")
