@@ -8,7 +8,8 @@ answers:
 - ``"ignore-range"``: always 200 with the whole file
 - ``"slow"``: like normal, ``delay_s`` between 16 KiB chunks
 
-Every request is logged as ``(path, range header or None, bytes sent)``.
+Every request is logged, in the order they arrive, as ``[path, range header
+or None, bytes sent]``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ModelServer:
         self.mode = "normal"
         self.break_after = 0
         self.delay_s = 0.0
-        self.log: list[tuple[str, str | None, int]] = []
+        self.log: list[list] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -55,6 +56,8 @@ def _handler(server: ModelServer):
                 self.send_error(404)
                 return
             wanted = self.headers.get("Range")
+            entry = [self.path, wanted, 0]
+            server.log.append(entry)
             start = 0
             match = re.fullmatch(r"bytes=(\d+)-", wanted or "")
             if match and server.mode != "ignore-range":
@@ -63,7 +66,6 @@ def _handler(server: ModelServer):
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.end_headers()
-                    server.log.append((self.path, wanted, 0))
                     return
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -74,15 +76,11 @@ def _handler(server: ModelServer):
             self.end_headers()
             if server.mode == "break":
                 body = body[: server.break_after]
-            sent = 0
-            try:
-                for i in range(0, len(body), CHUNK):
-                    self.wfile.write(body[i : i + CHUNK])
-                    sent += len(body[i : i + CHUNK])
-                    if server.mode == "slow":
-                        time.sleep(server.delay_s)
-            finally:
-                server.log.append((self.path, wanted, sent))
+            for i in range(0, len(body), CHUNK):
+                entry[2] += len(body[i : i + CHUNK])  # counted before the client can have it
+                self.wfile.write(body[i : i + CHUNK])
+                if server.mode == "slow":
+                    time.sleep(server.delay_s)
             if server.mode == "break":
                 self.close_connection = True
 
