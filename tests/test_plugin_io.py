@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import doctest
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-import napari_p2sam.scripting
 from napari_p2sam import _reader, _writer
 from napari_p2sam._sample_data import time_lapse_stack
 from napari_p2sam.ui.widget import P2SAMWidget
 
 from .plugin_support import one_torch_thread  # noqa: F401  (fixture)
 from .test_sources import write_video
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_manifest_is_discovered_and_valid():
@@ -116,14 +118,13 @@ def test_writers_save_tiff_and_png_folders(tmp_path):
 
 
 def test_scripting_example_runs(make_napari_viewer, tiny_checkpoint, one_torch_thread):
-    """The module docstring's example, with the tiny random SAM as ``checkpoint``.
+    """docs/scripting.md's example, with the tiny random SAM as ``checkpoint``.
 
     (``make_napari_viewer``: napari checks that the viewer the example opens is closed again.)
     """
-    tests = doctest.DocTestFinder().find(napari_p2sam.scripting, globs={"checkpoint": tiny_checkpoint})
-    [test] = [t for t in tests if t.name == "napari_p2sam.scripting"]
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        result = runner.run(test)
+        result = doctest.testfile(
+            str(DOCS / "scripting.md"), module_relative=False, globs={"checkpoint": tiny_checkpoint}, report=True
+        )
     assert result.attempted >= 8 and result.failed == 0

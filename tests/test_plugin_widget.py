@@ -76,13 +76,15 @@ def test_layers_are_offered_by_kind_not_name(viewer_and_widget):
 def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer_and_widget, tiny_model, notifications):
     viewer, widget = viewer_and_widget
     reference_before = layer(viewer, "painted").data.copy()
+    viewer.dims.set_current_step(0, 1)  # the user watches frame 1
     widget.run()
     assert widget.running
     output, prompts = layer(viewer, "movie P²SAM"), layer(viewer, "movie P²SAM prompts")
-    # frame 1 appears while later frames are still being computed
-    qtbot.waitUntil(lambda: 1 in set(prompts.data[:, 0].astype(int)), timeout=RUN_TIMEOUT_MS)
-    assert widget.running
-    assert 4 not in set(prompts.data[:, 0].astype(int))
+    # frame 1 appears (labels, prompts, a score row) while later frames are still being computed
+    qtbot.waitUntil(lambda: 1 in widget.scores.frames(), timeout=RUN_TIMEOUT_MS)
+    assert widget.running and 4 not in widget.scores.frames()
+    assert set(prompts.data[:, 0].astype(int)) == {1}
+    frame_1 = output.data[1].copy()
     bar = widget._progress  # napari's progress bar: frames done of the total, and the time left
     assert bar.total == FRAMES and 2 <= bar.n < FRAMES and bar.desc.startswith("P²SAM: about")
     wait_for_run(qtbot, widget)
@@ -91,6 +93,7 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
     assert (summary.done, summary.total, summary.error, summary.cancelled) == (FRAMES, FRAMES, None, False)
     expected = segment_stack(*stack(), model=tiny_model, settings=widget.settings())
     np.testing.assert_array_equal(output.data, expected)
+    np.testing.assert_array_equal(frame_1, expected[1])  # shown during the run as it is at the end
     np.testing.assert_array_equal(layer(viewer, "painted").data, reference_before)  # never written
     # prompts on every segmented frame; positive (green) and negative (magenta) points differ in colour
     assert set(prompts.data[:, 0].astype(int)) == {1, 2, 3, 4}
@@ -107,14 +110,14 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
 def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     viewer, widget = viewer_and_widget
     widget.run()
-    prompts = layer(viewer, "movie P²SAM prompts")
-    qtbot.waitUntil(lambda: len(prompts.data) > 0, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget.scores.rowCount() > 0, timeout=RUN_TIMEOUT_MS)
     widget.cancel()
     wait_for_run(qtbot, widget)
     summary = widget.last_summary
     assert summary.cancelled and 2 <= summary.done < FRAMES
-    finished = set(prompts.data[:, 0].astype(int))
-    assert finished == set(range(1, summary.done))
+    assert set(widget.scores.frames()) == set(range(1, summary.done))
+    prompts = layer(viewer, "movie P²SAM prompts")
+    assert set(prompts.data[:, 0].astype(int)) == set(range(1, summary.done))
     output = layer(viewer, "movie P²SAM").data
     np.testing.assert_array_equal(output[0], stack()[1][0])  # the painted frame, copied
     assert not output[summary.done :].any()  # frames never reached stay empty
@@ -247,4 +250,54 @@ def test_offline_download_is_a_notification_with_the_recipe(qtbot, viewer_and_wi
     [error] = [text for severity, text in notifications if severity == "error"]
     assert error.startswith("P²SAM stopped: cannot download vit_t") and "mobile_sam.pt" in error
     assert str(tmp_path / "cache") in error  # where to put the file by hand
+    assert widget.run_button.enabled
+
+
+@pytest.mark.parametrize("kind", ["rgb video", "two-channel time-lapse"])
+def test_rgb_and_multichannel_stacks(qtbot, make_napari_viewer, tiny_checkpoint, kind):
+    viewer = make_napari_viewer()
+    frames, reference = stack()
+    frames, reference = frames[:3], reference[:3]
+    if kind == "rgb video":
+        image = viewer.add_image(np.stack([frames] * 3, axis=-1), name="movie", rgb=True)
+        expected_shape, translate = (3, SIZE, SIZE), (0, 0, 0)
+    else:  # (T, C, Y, X): channel 1 holds the object; the viewer shows channel 1
+        image = viewer.add_image(np.stack([frames // 4, frames], axis=1), name="movie")
+        viewer.dims.set_current_step(1, 1)
+        expected_shape, translate = (3, 1, SIZE, SIZE), (0, 1, 0, 0)
+    viewer.add_labels(reference, name="painted")  # painted without the channel axis
+    widget = P2SAMWidget(viewer)
+    widget.checkpoint.value = str(tiny_checkpoint)
+    widget.preset.value = "ct-follow-up"
+    assert widget.image.value is image and widget.frame_axis.value == 0
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.error is None and widget.last_summary.done == 3
+    output = layer(viewer, "movie P²SAM")
+    assert output.data.shape == expected_shape and tuple(output.translate) == translate
+    np.testing.assert_array_equal(output.data.reshape(3, SIZE, SIZE)[0], reference[0])
+
+
+def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_checkpoint, notifications):
+    import dask.array as da
+
+    frames, reference = stack()
+
+    def read(block_id=None):
+        if block_id[0] == 3:
+            raise OSError("the network drive went away")
+        return frames[block_id[0]][None]
+
+    viewer = make_napari_viewer()
+    viewer.add_image(da.map_blocks(read, chunks=((1,) * FRAMES, (SIZE,), (SIZE,)), dtype=np.uint8), name="movie",
+                     contrast_limits=(0, 255))
+    viewer.add_labels(reference, name="painted")
+    widget = P2SAMWidget(viewer)
+    widget.checkpoint.value = str(tiny_checkpoint)
+    widget.preset.value = "ct-follow-up"
+    widget.run()
+    wait_for_run(qtbot, widget)
+    [error] = [text for severity, text in notifications if severity == "error"]
+    assert "the network drive went away" in error and "3 finished frame(s) kept in 'movie P²SAM'" in error
+    assert set(layer(viewer, "movie P²SAM prompts").data[:, 0].astype(int)) == {1, 2}
     assert widget.run_button.enabled

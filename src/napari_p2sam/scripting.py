@@ -5,29 +5,7 @@ rules: each label value is its own object, every frame uses the nearest
 painted frame, painted frames keep their paint, and the reference layer
 is never modified.
 
-Example
--------
-A stack, one object painted on frame 0, and a model file (here a tiny
-random SAM, so the masks mean nothing; use e.g. ``sam_vit_b_01ec64.pth``):
-
->>> import napari
->>> from napari_p2sam import segment_layers, segment_stack
->>> from napari_p2sam._sample_data import time_lapse_stack
->>> frames, truth = time_lapse_stack(frames=2)       # (2, 192, 192) uint16
->>> painted = truth * 0
->>> painted[0] = truth[0] == 1                       # object 1 painted on frame 0
->>> labels = segment_stack(frames, painted, model=checkpoint, preset="ct-follow-up", device="cpu")
->>> labels.shape, labels.dtype.name
-((2, 192, 192), 'uint8')
->>> viewer = napari.Viewer(show=False)
->>> image = viewer.add_image(frames)
->>> reference = viewer.add_labels(painted)
->>> output = segment_layers(viewer, image, reference, model=checkpoint, preset="ct-follow-up", device="cpu")
->>> output.name, output.data.shape
-('frames P²SAM', (2, 192, 192))
->>> bool((reference.data[1:] == 0).all())             # the reference layer is unchanged
-True
->>> viewer.close()
+A complete example, run by the tests: ``docs/scripting.md``.
 """
 
 from __future__ import annotations

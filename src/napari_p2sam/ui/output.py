@@ -1,9 +1,14 @@
 """The layers a run writes to: the output labels and the prompt points (napari layers, no widgets).
 
 The output labels layer is new (the user's reference layer is never
-written). Each finished frame is written into it at once. The prompt points
-layer holds every finished frame's prompts on that frame: positive points
-green, negative points magenta.
+written). Each finished frame is written into its data at once. The prompt
+points layer holds every finished frame's prompts on that frame: positive
+points green, negative points magenta.
+
+Redrawing is what costs napari time, so layers are refreshed only when the
+frame on screen changed: labels of other frames are read from the data when
+the user moves there, and their prompt points are handed to the points
+layer then (:meth:`RunOutput.show_prompts`), or when the run ends.
 """
 
 from __future__ import annotations
@@ -24,26 +29,39 @@ class RunOutput:
     """A run's output layers and where their frames are.
 
     ``corrected``: frames of ``labels`` the user marked as references for
-    the next run (:meth:`use_as_reference`).
+    the next run (:meth:`use_as_reference`). ``waiting_prompts``: frame →
+    prompt coordinates and colours not yet in the points layer.
     """
 
     labels: object
     points: object
     geometry: FrameGeometry
     corrected: set[int] = field(default_factory=set)
+    waiting_prompts: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
-    def write(self, result: FrameResult) -> None:
-        """Show a finished frame: its labels, and its prompt points in place of any older ones."""
-        self.labels.data[self.geometry.output_index(result.index)] = result.labels
-        self.labels.refresh()
-        coords, colors = prompt_points(self.geometry, result)
-        data, face = np.asarray(self.points.data), np.asarray(self.points.face_color)
-        if len(data):
-            keep = ~np.all(data[:, :-2] == self.geometry.point_coordinates(result.index, [[0, 0]])[0, :-2], axis=1)
-            data, face = data[keep], face[keep]
-        self.points.data = np.concatenate([data.reshape(-1, len(self.geometry.output_shape)), coords])
+    def write(self, results: list[FrameResult], shown_frame: int | None) -> None:
+        """Store finished frames; refresh the layers only if one of them is ``shown_frame``."""
+        for result in results:
+            self.labels.data[self.geometry.output_index(result.index)] = result.labels
+            self.waiting_prompts[result.index] = prompt_points(self.geometry, result)
+        if shown_frame in {result.index for result in results}:
+            self.labels.refresh()
+            self.show_prompts()
+
+    def show_prompts(self) -> None:
+        """Hand the waiting frames' prompt points to the points layer, replacing older ones of those frames."""
+        if not self.waiting_prompts:
+            return
+        waiting, self.waiting_prompts = self.waiting_prompts, {}
+        data = np.asarray(self.points.data).reshape(-1, len(self.geometry.output_shape))
+        face = np.asarray(self.points.face_color).reshape(-1, 4)
+        if self.geometry.frame_axis is None:
+            keep = np.zeros(len(data), bool)
+        else:
+            keep = ~np.isin(np.round(data[:, self.geometry.frame_axis]).astype(int), list(waiting))
+        self.points.data = np.concatenate([data[keep]] + [coords for coords, _colors in waiting.values()])
         if len(self.points.data):
-            self.points.face_color = np.concatenate([face.reshape(-1, 4), colors])
+            self.points.face_color = np.concatenate([face[keep]] + [colors for _coords, colors in waiting.values()])
 
     def corrections(self) -> dict[int, np.ndarray]:
         """The corrected frames' labels as they are now in the output layer."""

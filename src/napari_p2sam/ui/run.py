@@ -145,15 +145,20 @@ def run_job_reporting_errors(
     *,
     models: LoadedModels,
     meter: DownloadMeter | None = None,
+    threads: int | None = None,
     **options,
 ) -> Iterator[FrameUpdate]:
     """Download and load the model (or reuse it), then :func:`run_job`, for a thread worker: any error
     ends the run with a message in the returned summary.
 
     Errors the user can fix get their own message; anything else is logged
-    with its traceback and summed up in one line.
+    with its traceback and summed up in one line. ``threads``: torch's CPU
+    threads during the run (restored afterwards).
     """
     summary = RunSummary(total=len(job.frame_range))
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     try:
         yield from run_job(job, settings, models.get(model, meter), summary=summary, **options)
     except USER_ERRORS as err:
@@ -161,4 +166,6 @@ def run_job_reporting_errors(
     except Exception as err:  # a bug: keep the traceback in the log, tell the user in one line
         log.exception("P²SAM run failed")
         summary.error = f"unexpected {type(err).__name__}: {err} (the traceback is in the terminal)"
+    finally:
+        torch.set_num_threads(previous_threads)
     return summary

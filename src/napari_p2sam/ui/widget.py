@@ -20,7 +20,8 @@ import napari
 import torch
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QElapsedTimer, QTimer
+from qtpy.QtWidgets import QComboBox
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -35,6 +36,8 @@ from .scores import FrameScores
 
 AUTO_DEVICE = "auto"
 CHECKPOINT_FILE = "file"
+SHOW_INTERVAL_MS = 100
+"""Finished frames are shown at most this often (several at once when they come faster)."""
 SINGLE_IMAGE = "none (one image)"
 
 
@@ -49,12 +52,17 @@ def available_devices() -> list[str]:
 
 
 def model_choices(_widget=None) -> list[tuple[str, str]]:
-    """The registry's models (what they suit, and whether they still need a download), then 'a file'."""
+    """The registry's models (what suits them, whether they still need a download), then 'a file'."""
     choices = []
     for name, info in MODELS.items():
-        fetch = "" if model_path(name).is_file() else f", {info.size_mb} MB download"
-        choices.append((f"{info.title} ({info.hardware}{fetch})", name))
+        fetch = "" if model_path(name).is_file() else f" · {info.size_mb} MB download"
+        choices.append((f"{info.title} · {info.hardware.split(':')[0]}{fetch}", name))
     return choices + [("checkpoint file (below)", CHECKPOINT_FILE)]
+
+
+def models_tooltip() -> str:
+    """Which data each registry model suits."""
+    return "\n".join(f"{info.title}: {info.data}; {info.hardware}" for info in MODELS.values())
 
 
 def range_edit(label: str, low: int, high: int, minimum: int, maximum: int, tooltip: str) -> Container:
@@ -85,6 +93,11 @@ class P2SAMWidget(Container):
         self._download_timer = QTimer()
         self._download_timer.setInterval(500)
         self._download_timer.timeout.connect(self._show_download)
+        self._pending: list[FrameUpdate] = []
+        self._show_timer = QTimer()
+        self._show_timer.setSingleShot(True)
+        self._show_timer.timeout.connect(self._show_pending)
+        self._since_shown = QElapsedTimer()
         self._output: RunOutput | None = None
         self.last_summary: RunSummary | None = None
 
@@ -98,10 +111,9 @@ class P2SAMWidget(Container):
             tooltip="the axis holding time points or slices; other axes are read at the viewer's current position",
         )
         self.frames = range_edit("frames", 0, 0, 0, 0, "first and last frame to segment (inclusive)")
-        self.model = ComboBox(
-            label="model", choices=model_choices,
-            tooltip="a named model (downloaded once, checksum verified), or a checkpoint file chosen below",
-        )
+        self.model = ComboBox(label="model", choices=model_choices, tooltip=models_tooltip())
+        self.model.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.native.setMinimumContentsLength(24)  # long model names must not widen the dock
         self.checkpoint = FileEdit(
             label="checkpoint", mode="r", filter="*.pth *.pt", tooltip="any SAM checkpoint file (.pth), e.g. a fine-tune"
         )
@@ -152,6 +164,7 @@ class P2SAMWidget(Container):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.moved):
             event.connect(self._layers_changed)
+        self.viewer.dims.events.current_step.connect(self._viewer_moved)
         self._apply_preset(self.preset.value)
         self.reset_choices()
         self._image_changed()
@@ -284,9 +297,10 @@ class P2SAMWidget(Container):
         worker = create_worker(
             run_job_reporting_errors, job, settings, model,
             models=self._models, meter=self._meter, cache=self._cache, should_stop=self._stop.is_set,
+            threads=max(1, torch.get_num_threads() - 1),  # leave a core to napari, so it stays smooth
             _start_thread=False,
         )
-        worker.yielded.connect(self._show_frame)
+        worker.yielded.connect(self._frame_done)
         worker.returned.connect(self._report)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -302,17 +316,34 @@ class P2SAMWidget(Container):
             self._stop.set()
             self.status.value = "stopping after the current frame…"
 
-    def _show_frame(self, update: FrameUpdate) -> None:
-        self._output.write(update.result)
-        self.scores.add(update.result)
+    def _frame_done(self, update: FrameUpdate) -> None:
+        """Queue a finished frame; it is shown at once, or with the next ones if frames come faster
+        than every ``SHOW_INTERVAL_MS`` (one redraw for several frames keeps napari smooth)."""
+        self._pending.append(update)
+        if not self._show_timer.isActive():
+            wait = SHOW_INTERVAL_MS - self._since_shown.elapsed() if self._since_shown.isValid() else 0
+            self._show_timer.start(max(0, wait))
+
+    def _show_pending(self) -> None:
+        self._show_timer.stop()
+        updates, self._pending = self._pending, []
+        if not updates:
+            return
+        self._since_shown.start()
+        results = [update.result for update in updates]
+        output = self._output
+        output.write(results, shown_frame=self.shown_frame(output))
+        for result in results:
+            self.scores.add(result)
         bar = self._progress  # napari's progress bar processes events: _finished may run inside it
         if bar is not None:
-            eta = update.progress.eta_s
-            if eta is not None:
-                bar.set_description(f"P²SAM: about {format_seconds(eta)} left")
-            bar.update(update.progress.done - bar.n)
+            latest = updates[-1].progress
+            if latest.eta_s is not None:
+                bar.set_description(f"P²SAM: about {format_seconds(latest.eta_s)} left")
+            bar.update(latest.done - bar.n)
 
     def _report(self, summary: RunSummary) -> None:
+        self._show_pending()
         self.last_summary = summary
         name = self._output.labels.name
         if summary.error:
@@ -334,6 +365,8 @@ class P2SAMWidget(Container):
             bar.set_description(f"P²SAM: downloading {meter.model}, {meter.done / 1e6:.0f}{total} MB")
 
     def _finished(self) -> None:
+        self._show_pending()
+        self._output.show_prompts()
         self._download_timer.stop()
         self._meter.close()
         self._worker = None
@@ -351,6 +384,14 @@ class P2SAMWidget(Container):
             window.add_dock_widget(self.scores, name="P²SAM frame scores", area="right")
             self._scores_docked = True
 
+    def shown_frame(self, output: RunOutput) -> int:
+        """The frame of ``output`` the viewer shows now."""
+        return output.geometry.frame_at(output.labels.world_to_data(self.viewer.dims.point))
+
+    def _viewer_moved(self, _event=None) -> None:
+        if self._output is not None:
+            self._output.show_prompts()
+
     # ----- results and corrections ----------------------------------------------------------------------
     def go_to_frame(self, frame: int) -> None:
         """Move the viewer to ``frame`` of the latest run's image."""
@@ -367,7 +408,7 @@ class P2SAMWidget(Container):
         if output is None or not output.is_shown_in(self.viewer):
             show_warning("P²SAM: run once first; then correct a frame in the output layer and mark it here")
             return
-        frame = output.geometry.frame_at(output.labels.world_to_data(self.viewer.dims.point))
+        frame = self.shown_frame(output)
         if not output.use_as_reference(frame):
             show_warning(f"P²SAM: frame {frame} of '{output.labels.name}' is empty; paint the object there first")
             return
