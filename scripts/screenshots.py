@@ -71,8 +71,8 @@ def main() -> None:
 
         widget.run()
         window._activity_dialog.show()
-        wait(app, lambda: widget.scores.rowCount() >= 3)
-        viewer.dims.set_current_step(0, 3)
+        wait(app, lambda: widget.scores.rowCount() >= 4)
+        viewer.dims.set_current_step(0, max(widget.scores.frames()))  # the latest finished frame
         save(viewer, app, args.out / "running.png")
         wait(app, lambda: not widget.running)
         window._activity_dialog.hide()

@@ -31,6 +31,7 @@ class FrameScores(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.verticalHeader().setVisible(False)
         self.setSortingEnabled(True)
+        self.sortItems(0, Qt.SortOrder.AscendingOrder)  # by frame until the user sorts otherwise
         self.setToolTip(
             "score: retrieval distance to the reference (higher = less alike); sort by it to find the worst "
             "frames, click a row to go to its frame"

@@ -20,16 +20,16 @@ import napari
 import torch
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QElapsedTimer, QTimer
-from qtpy.QtWidgets import QComboBox
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QElapsedTimer, QTimer
+from qtpy.QtWidgets import QComboBox
 
 from ..engine.cache import EmbeddingCache
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..models.download import model_path
 from ..models.registry import MODELS
-from .job import LayerInputError, frame_geometry, build_job, leading_axes
+from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
 from .output import RunOutput, add_output_layers
 from .run import DownloadMeter, FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
 from .scores import FrameScores
@@ -183,7 +183,7 @@ class P2SAMWidget(Container):
             return choices
         world_labels = self.viewer.dims.axis_labels
         offset = len(world_labels) - layer.ndim
-        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        shape = layer_array(layer).shape
         for axis in range(leading_axes(layer)):
             label = world_labels[offset + axis] if 0 <= offset + axis < len(world_labels) else ""
             named = f" {label}" if label and not label.lstrip("-").isdigit() else ""  # napari's default labels are numbers
@@ -206,7 +206,7 @@ class P2SAMWidget(Container):
         layer, axis = self.image.value, self.frame_axis.value
         count = 1
         if layer is not None and axis is not None:
-            count = (layer.data[0].shape if layer.multiscale else layer.data.shape)[axis]
+            count = layer_array(layer).shape[axis]
         first, last = self.frames
         for box in (first, last):
             box.max = count - 1
