@@ -1,7 +1,8 @@
-"""Open napari with the P²SAM widget docked: ``python -m napari_p2sam.launch [FILES ...] [--checkpoint CKPT]``.
+"""Open napari with the P²SAM widget docked.
 
-Without FILES the plugin's sample time-lapse is loaded (two cells, both
-painted on frame 0), so a run needs only a model.
+``python -m napari_p2sam.launch [FILES ...] [--checkpoint CKPT]`` (what
+``./dev napari`` runs). Without FILES the plugin's sample time-lapse is
+loaded (two cells, both painted on frame 0), so a run needs only a model.
 """
 
 from __future__ import annotations
