@@ -250,9 +250,8 @@ def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     ``mlp.fc2`` for ``mlp.lin1`` / ``mlp.lin2``) and an unused classifier head.
     Other checkpoints pass through unchanged.
     """
-    encoder = [k for k in state if k.startswith("image_encoder.")]
-    if not any(".mlp.fc1." in k for k in encoder):
-        return state
+    if "image_encoder.blocks.0.mlp.fc1.weight" not in state:
+        return state  # segment-anything names already (TinyViT's own fc1/fc2 live under image_encoder.layers)
     if any("lora_" in k for k in state):
         raise CheckpointError(
             "LoRA fine-tunes (lora_A/lora_B tensors) are not supported; use a fully fine-tuned "
@@ -262,7 +261,7 @@ def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     for key, value in state.items():
         if key.startswith(("image_encoder.head.", "image_encoder.fc_norm.")):
             continue
-        if key.startswith("image_encoder."):
+        if key.startswith("image_encoder.blocks."):
             key = key.replace(".mlp.fc1.", ".mlp.lin1.").replace(".mlp.fc2.", ".mlp.lin2.")
         renamed[key] = value
     return renamed
