@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--patches", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--variant", default="natural", choices=("natural", "medical"))
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS), choices=PHOTOS)
     args = parser.parse_args()
     model = load_model(args.checkpoint, device=args.device)
     rng = np.random.default_rng(0)
@@ -73,7 +74,7 @@ def main() -> None:
     agree = {n: 0 for n in args.patches}
     seconds = {n: [] for n in args.patches}
     exact_seconds, frames, sizes = [], 0, []
-    for name in PHOTOS:
+    for name in args.photos:
         image = getattr(data, name)()
         mask = large_object(image)
         exact.set_reference(image, mask)
@@ -88,7 +89,7 @@ def main() -> None:
                 estimate = segment_embedding(model, exact.reference, embedding, sampled)
                 agree[n] += estimate.k == truth.k
                 seconds[n].append(estimate.timings["retrieval"])
-    print(f"{frames} frames from {len(PHOTOS)} photos, objects of {min(sizes)}–{max(sizes)} patches, "
+    print(f"{frames} frames from {len(args.photos)} photos, objects of {min(sizes)}–{max(sizes)} patches, "
           f"variant {args.variant}, k = 1..5\n")
     print("| retrieval | same k as exact | retrieval s / frame (median) |")
     print("|---|---|---|")

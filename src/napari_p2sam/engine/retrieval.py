@@ -8,7 +8,8 @@ better; an empty candidate scores ``inf``.
 
 from __future__ import annotations
 
-import warnings
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import ot
@@ -17,10 +18,6 @@ import torch.nn.functional as F
 
 EMPTY_SCORE = float("inf")
 RETRIEVAL_METHODS = ("exact", "sampled")
-
-
-class RetrievalWarning(UserWarning):
-    """POT stopped before the optimum (its iteration limit); the score is an upper bound."""
 
 
 def candidate_patches(
@@ -76,10 +73,36 @@ def emd_score(
             b_feats = _subsample(b_feats, max_patches, rng)
         b = ot.unif(b_feats.shape[0])
     cost = ot.dist(a_feats, b_feats)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        score = float(ot.emd2(ot.unif(a_feats.shape[0]), b, cost, numItermax=10_000_000))
-    for w in caught:
-        if "numItermax" in str(w.message):
-            warnings.warn(f"optimal transport did not converge: {w.message}", RetrievalWarning, stacklevel=2)
-    return score
+    # POT warns by itself if it stops at numItermax before the optimum; we never silence it.
+    return float(ot.emd2(ot.unif(a_feats.shape[0]), b, cost, numItermax=10_000_000))
+
+
+def candidate_scores(
+    reference: torch.Tensor,
+    logits: torch.Tensor,
+    features: torch.Tensor,
+    *,
+    weighted: bool = False,
+    method: str = "exact",
+    max_patches: int = 512,
+) -> list[float]:
+    """Retrieval score of each candidate's final logits ``(B, 256, 256)``.
+
+    Candidates covering the same patches share one solve; distinct solves run
+    in parallel threads (POT's solver releases the GIL), so the scores are
+    exactly those of one solve per candidate.
+    """
+    keys, problems = [], {}
+    for candidate_logits in logits:
+        keep, patches, values = candidate_patches(candidate_logits, features)
+        key = keep.cpu().numpy().tobytes() + (values.cpu().numpy().tobytes() if weighted else b"")
+        keys.append(key)
+        problems.setdefault(key, (patches, values if weighted else None))
+
+    def solve(problem: tuple[torch.Tensor, torch.Tensor | None]) -> float:
+        patches, values = problem
+        return emd_score(reference, patches, target_logits=values, method=method, max_patches=max_patches)
+
+    with ThreadPoolExecutor(max_workers=min(len(problems), os.cpu_count() or 1)) as pool:
+        solved = dict(zip(problems, pool.map(solve, problems.values())))
+    return [solved[key] for key in keys]

@@ -14,7 +14,7 @@ from .decode import Prompt, cascade, to_original
 from .embeddings import ImageEmbedding
 from .prompts import NEGATIVE, POSITIVE, attention_bias, mean_map, normalize_target, peak_xy, positive_points, similarity_maps
 from .reference import Reference
-from .retrieval import candidate_patches, emd_score
+from .retrieval import candidate_scores
 from .settings import Settings
 
 
@@ -124,19 +124,16 @@ def segment_embedding(
     clock.lap("decoder")
     best = 0
     if settings.method == "p2sam":
-        solved: dict[bytes, float] = {}  # candidates covering the same patches share one solve
-        for i, cand in enumerate(candidates):
-            keep, patches, logits = candidate_patches(result.logits[i], embedding.features)
-            key = keep.cpu().numpy().tobytes() + logits.cpu().numpy().tobytes() * settings.weighted_retrieval
-            if key not in solved:
-                solved[key] = emd_score(
-                    reference.foreground,
-                    patches,
-                    target_logits=logits if settings.weighted_retrieval else None,
-                    method=settings.retrieval,
-                    max_patches=settings.retrieval_patches,
-                )
-            cand.score = solved[key]
+        scores = candidate_scores(
+            reference.foreground,
+            result.logits,
+            embedding.features,
+            weighted=settings.weighted_retrieval,
+            method=settings.retrieval,
+            max_patches=settings.retrieval_patches,
+        )
+        for cand, score in zip(candidates, scores):
+            cand.score = score
         best = lowest_score([c.score for c in candidates])
     clock.lap("retrieval")
     mask = to_original(model, embedding, result.logits[best : best + 1])[0].cpu().numpy()
