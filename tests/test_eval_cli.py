@@ -155,8 +155,8 @@ def test_cvc_end_to_end_video_and_image_dice(cvc_data, small_checkpoint, tmp_pat
     video_dice = 100 * fmean(fmean(v) for v in per_video.values())
     image_dice = 100 * fmean(d for v in per_video.values() for d in v)
     lines = stdout.strip().splitlines()
-    assert lines[-2] == f"Video Dice: {video_dice:.2f} (p2sam)"
-    assert lines[-1] == f"Image Dice: {image_dice:.2f} (p2sam)"
+    assert lines[-2] == f"Video Dice: {video_dice:.2f}"
+    assert lines[-1] == f"Image Dice: {image_dice:.2f}"
     assert "CVC-ClinicDB: 2 videos, 11 scored frames" in stdout
     assert "p2sam: medical variant, parts 1–5, background parts 1–1" in stdout
 
@@ -203,7 +203,7 @@ def test_folder_end_to_end(tmp_path, small_checkpoint):
         ious.append(100 * i / u)
         assert float(r["dice_percent"]) == pytest.approx(dices[-1], abs=0.006)
     lines = stdout.strip().splitlines()
-    assert lines[-2:] == [f"Dice: {fmean(dices):.2f} (persam)", f"IoU: {fmean(ious):.2f} (persam)"]
+    assert lines[-2:] == [f"Dice: {fmean(dices):.2f}", f"IoU: {fmean(ious):.2f}"]
     assert re.search(r"^frame\s+persam Dice\s+persam IoU$", stdout, re.M)
 
 

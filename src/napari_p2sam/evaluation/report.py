@@ -42,7 +42,10 @@ def table(summary: Summary) -> str:
 
 
 def total_lines(summary: Summary) -> list[str]:
-    """One line per headline number, e.g. ``mIoU: 90.01 (p2sam)  64.00 (persam)``."""
+    """One line per headline number: ``mIoU: 90.01`` for one method,
+    ``mIoU: 90.01 (p2sam)  64.00 (persam)`` for several."""
+    if len(summary.methods) == 1:
+        return [f"{name}: {percent(values[0])}" for name, values in summary.totals]
     return [
         f"{name}: " + "  ".join(f"{percent(v)} ({m})" for v, m in zip(values, summary.methods))
         for name, values in summary.totals
