@@ -39,8 +39,10 @@ def test_unguided_decoder_equals_segment_anything(tiny_model, ct_embedding):
         theirs, their_iou = sam.mask_decoder.predict_masks(
             ct_embedding.features, sam.prompt_encoder.get_dense_pe(), sparse, dense
         )
-    assert torch.equal(ours, theirs)
-    assert torch.equal(our_iou, their_iou)
+    # Same ops on the same weights; the image→token softmax runs in another
+    # memory order (faster on CPU), so equal up to float32 rounding.
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(our_iou, their_iou, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_bias_is_added_after_the_softmax(tiny_model):

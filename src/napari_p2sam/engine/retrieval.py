@@ -89,8 +89,8 @@ def candidate_scores(
     """Retrieval score of each candidate's final logits ``(B, 256, 256)``.
 
     Candidates covering the same patches share one solve; distinct solves run
-    in parallel threads (POT's solver releases the GIL), so the scores are
-    exactly those of one solve per candidate.
+    in parallel threads (POT's solver releases the GIL), largest first, so the
+    scores are exactly those of one solve per candidate.
     """
     keys, problems = [], {}
     for candidate_logits in logits:
@@ -103,6 +103,9 @@ def candidate_scores(
         patches, values = problem
         return emd_score(reference, patches, target_logits=values, method=method, max_patches=max_patches)
 
+    # Largest problems first: with few threads the last solve to start is then
+    # a short one, which shortens the wait for all (longest-processing-time rule).
+    order = sorted(problems, key=lambda key: -problems[key][0].shape[0])
     with ThreadPoolExecutor(max_workers=min(len(problems), os.cpu_count() or 1)) as pool:
-        solved = dict(zip(problems, pool.map(solve, problems.values())))
+        solved = dict(zip(order, pool.map(solve, (problems[key] for key in order))))
     return [solved[key] for key in keys]
