@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -106,6 +109,26 @@ def test_offline_download_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert err.count("napari-p2sam models: error: cannot download vit_b") == 1
     assert url in err and str(tmp_path / "models" / "sam_vit_b_01ec64.pth") in err
     assert "by hand" in err and MODELS["vit_b"].sha256 in err
+
+
+def test_models_command_starts_without_the_engine(tmp_path):
+    """A fresh ``models download`` process fails offline in well under seconds: it never imports torch."""
+    url = f"http://127.0.0.1:{closed_port()}/sam_vit_b_01ec64.pth"
+    script = (
+        "import sys; from dataclasses import replace; from napari_p2sam.cli import main; "
+        "from napari_p2sam.models.registry import MODELS; "
+        f"MODELS['vit_b'] = replace(MODELS['vit_b'], url={url!r}); "
+        "status = main(['models', 'download', 'vit_b']); "
+        "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(status)"
+    )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "NAPARI_P2SAM_CACHE": str(tmp_path)}
+    )
+    assert time.perf_counter() - start < 5
+    assert done.returncode == 1
+    assert done.stdout.strip().endswith("no torch")
+    assert "cannot download vit_b" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_segment_takes_a_model_name(tmp_path, monkeypatch, capsys, checkpoint_bytes):

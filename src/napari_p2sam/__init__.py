@@ -1,27 +1,41 @@
-"""napari-p2sam: one-shot, part-aware personalized Segment Anything (P²SAM)."""
+"""napari-p2sam: one-shot, part-aware personalized Segment Anything (P²SAM).
 
-from .engine.pixels import ImageInputError
-from .engine.predictor import P2SAM
-from .engine.reference import ReferenceError
-from .engine.segment import Candidate, Segmentation
-from .engine.settings import PRESETS, Settings, preset
-from .models.loading import CheckpointError, SamModel, load_model
-from .scripting import segment_layers, segment_stack
+The public names load on first use (PEP 562), so light entry points such as
+``napari-p2sam models`` and the napari manifest do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "P2SAM",
-    "PRESETS",
-    "Candidate",
-    "CheckpointError",
-    "ImageInputError",
-    "ReferenceError",
-    "SamModel",
-    "Segmentation",
-    "Settings",
-    "load_model",
-    "preset",
-    "segment_layers",
-    "segment_stack",
-]
+_EXPORTS = {
+    "ImageInputError": "engine.pixels",
+    "P2SAM": "engine.predictor",
+    "ReferenceError": "engine.reference",
+    "Candidate": "engine.segment",
+    "Segmentation": "engine.segment",
+    "PRESETS": "engine.settings",
+    "Settings": "engine.settings",
+    "preset": "engine.settings",
+    "CheckpointError": "models.loading",
+    "SamModel": "models.loading",
+    "load_model": "models.loading",
+    "segment_layers": "scripting",
+    "segment_stack": "scripting",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,43 +1,53 @@
-"""``napari-p2sam`` command line: one sub-command a module, each a thin shell over the engine."""
+"""``napari-p2sam`` command line: one sub-command a module, each a thin shell over the engine.
+
+Only the chosen sub-command's module is imported, so ``models`` (no torch)
+answers in a fraction of a second and ``--help`` never loads the engine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from . import eval as eval_command, models, segment
-
-COMMANDS = [segment, eval_command, models]
-"""Modules with ``NAME``, ``add_arguments(parser)`` and ``run(args) -> int``."""
+COMMANDS = {
+    "segment": "segment an image, stack, folder or video from painted reference frame(s)",
+    "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
+    "models": "list, download, verify and locate the named SAM models",
+}
+"""Sub-command → help line; module ``napari_p2sam.cli.<name>`` has ``add_arguments(parser)`` and ``run(args) -> int``."""
 
 
 class UserError(Exception):
     """An error the user can fix; printed as one line, without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` (None: the sub-command list only)."""
     parser = argparse.ArgumentParser(
         prog="napari-p2sam",
         description="One-shot segmentation with P²SAM: paint one reference, segment every other frame.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMANDS:
-        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
-        module.add_arguments(cmd)
-        cmd.set_defaults(run=module.run)
+    for name, help_line in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_line)
+        if name == command:
+            module = importlib.import_module(f"{__name__}.{name}")
+            cmd.description = module.__doc__
+            cmd.formatter_class = argparse.RawDescriptionHelpFormatter
+            module.add_arguments(cmd)
+            cmd.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failed, 2 bad usage, 130 interrupted)."""
-    from ..engine.pixels import ImageInputError
-    from ..engine.reference import ReferenceError
-    from ..models.loading import CheckpointError
-
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return args.run(args)
-    except (UserError, ImageInputError, ReferenceError, CheckpointError, ValueError, OSError) as err:
+    except (UserError, ValueError, OSError) as err:  # the engine's input, model and file errors
         print(f"napari-p2sam {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,9 +30,6 @@ from ..evaluation.report import plot, table, timing_line, total_lines, write_fra
 from ..evaluation.runner import evaluate
 from ..models.loading import load_model
 
-NAME = "eval"
-HELP = "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth"
-
 METHODS = ("p2sam", "persam")
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
 """The authors' settings for ``p2sam`` on each published dataset (ALGORITHM.md §4)."""
@@ -61,7 +58,6 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     layouts = parser.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
     perseg = layouts.add_parser("perseg", help="PerSeg: Images/<object>/NN.jpg + Annotations/<object>/NN.png")
     perseg.add_argument("data", type=Path, help="the PerSeg folder")

@@ -29,9 +29,6 @@ from ..models.download import (
 )
 from ..models.registry import MODELS, model_info
 
-NAME = "models"
-HELP = "list, download, verify and locate the named SAM models"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")

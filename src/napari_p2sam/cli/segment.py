@@ -34,13 +34,10 @@ from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.images import label_dtype
 from ..models.loading import load_model
 
-NAME = "segment"
-HELP = "segment an image, stack, folder or video from painted reference frame(s)"
 FORMATS = ("tif", "png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", type=Path, help="image, TIFF stack, folder of images or video to segment")
     parser.add_argument(
         "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"

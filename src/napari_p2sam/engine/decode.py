@@ -45,8 +45,9 @@ def embed_prompts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Prompt-encode each candidate; pad to one batch.
 
-    Returns sparse ``(B, N_max, C)``, dense ``(B, C, g, g)`` and the token
-    mask ``(B, N_max)`` (None when no candidate needed padding).
+    Returns sparse ``(B, N_max, C)``, dense ``(B, C, g, g)`` (``(1, C, g, g)``
+    without mask inputs: the same for all) and the token mask ``(B, N_max)``
+    (None when no candidate needed padding).
     """
     transform = resizer(model)
     encoder = model.sam.prompt_encoder
@@ -72,7 +73,9 @@ def embed_prompts(
     valid = None
     if len(set(lengths)) > 1:
         valid = torch.arange(padded.shape[1], device=device)[None] < torch.tensor(lengths, device=device)[:, None]
-    return padded, torch.cat(dense), valid
+    # Without mask inputs every candidate has SAM's same "no mask" embedding:
+    # one copy lets the decoder project the image tokens once for the batch.
+    return padded, (torch.cat(dense) if mask_inputs is not None else dense[0]), valid
 
 
 def decoder_call(
@@ -84,17 +87,19 @@ def decoder_call(
     boxes: list[np.ndarray | None] | None = None,
     multimask: bool = False,
     guidance: Guidance | None = None,
+    image_pe: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One batched decoder call; returns the kept low-res logits ``(B, 256, 256)``.
 
     ``multimask``: keep the best-IoU mask of SAM's three outputs, else the
-    single-mask output.
+    single-mask output. ``image_pe``: the prompt encoder's dense positional
+    encoding ``(1, C, g, g)`` if already computed.
     """
     sparse, dense, valid = embed_prompts(model, embedding, prompts, mask_inputs, boxes)
     logits, iou = decode(
         model.sam.mask_decoder,
         embedding.features,
-        model.sam.prompt_encoder.get_dense_pe(),
+        model.sam.prompt_encoder.get_dense_pe() if image_pe is None else image_pe,
         sparse,
         dense,
         token_valid=valid,
@@ -130,9 +135,12 @@ def cascade(
     guidance: Guidance | None,
 ) -> CascadeResult:
     """Run the three stages for all candidates of one target."""
-    stage1 = decoder_call(model, embedding, prompts, multimask=False, guidance=guidance)
-    stage2 = decoder_call(model, embedding, prompts, mask_inputs=stage1, multimask=multimask)
+    pe = model.sam.prompt_encoder.get_dense_pe()  # 3 sin/cos maps of 64×64×128: once, not per stage
+    stage1 = decoder_call(model, embedding, prompts, multimask=False, guidance=guidance, image_pe=pe)
+    stage2 = decoder_call(model, embedding, prompts, mask_inputs=stage1, multimask=multimask, image_pe=pe)
     stage2_masks = to_original(model, embedding, stage2).cpu().numpy()
     boxes = [mask_box(m) for m in stage2_masks]
-    stage3 = decoder_call(model, embedding, prompts, mask_inputs=stage2, boxes=boxes, multimask=multimask)
+    stage3 = decoder_call(
+        model, embedding, prompts, mask_inputs=stage2, boxes=boxes, multimask=multimask, image_pe=pe
+    )
     return CascadeResult(stage3, boxes)

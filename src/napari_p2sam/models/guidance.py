@@ -152,7 +152,9 @@ def decode(
 
     ``image_embedding``: ``(1, C, g, g)``; ``sparse``: ``(B, N, C)`` prompt
     tokens, padded where ``token_valid`` ``(B, N)`` is False; ``dense``:
-    ``(B, C, g, g)``. Returns low-res logits ``(B, M, 4g, 4g)`` and IoU
+    ``(B, C, g, g)``, or ``(1, C, g, g)`` when it is the same for all prompts
+    (image-side work before the first image→token attention then runs once).
+    Returns low-res logits ``(B, M, 4g, 4g)`` and IoU
     predictions ``(B, M)`` for all M mask tokens (index 0 = single-mask output).
     """
     guidance = guidance or Guidance()
@@ -163,11 +165,11 @@ def decode(
         fixed = torch.ones(batch, output_tokens.shape[0], dtype=torch.bool, device=sparse.device)
         token_valid = torch.cat([fixed, token_valid], dim=1)
     src = image_embedding + dense
-    b, c, h, w = src.shape
+    c, h, w = src.shape[1:]
     hs, src = _transformer(decoder.transformer, src, image_pe, tokens, token_valid, guidance)
     iou_token_out = hs[:, 0, :]
     mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(batch, c, h, w))
     hyper_in = torch.stack(
         [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1
     )

@@ -25,6 +25,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from .allocator import keep_freed_memory
 from .download import verified_path
 from .registry import MODELS
 from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
@@ -63,12 +64,18 @@ class SamModel:
     ``identity`` names the weights (the file's sha256), so caches keyed by it
     never mix two models. ``normalization`` is ``"sam"`` (SAM's pixel
     mean/std) or ``"minmax"`` (MedSAM's rescaling of each image to [0, 1]).
+    A model on the CPU lets the process reuse freed tensor memory
+    (``allocator.keep_freed_memory``).
     """
 
     sam: Sam
     identity: str
     normalization: str
     source: str
+
+    def __post_init__(self) -> None:
+        if self.sam.device.type == "cpu":
+            keep_freed_memory()
 
     @property
     def device(self) -> torch.device:
