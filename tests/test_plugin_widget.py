@@ -78,10 +78,10 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
     reference_before = layer(viewer, "painted").data.copy()
     viewer.dims.set_current_step(0, 1)  # the user watches frame 1
     widget.run()
-    assert widget.running
-    output, prompts = layer(viewer, "movie P²SAM"), layer(viewer, "movie P²SAM prompts")
+    assert widget.running and not widget.run_button.enabled
     # frame 1 appears (labels, prompts, a score row) while later frames are still being computed
     qtbot.waitUntil(lambda: 1 in widget.scores.frames(), timeout=RUN_TIMEOUT_MS)
+    output, prompts = layer(viewer, "movie P²SAM"), layer(viewer, "movie P²SAM prompts")
     assert widget.running and 4 not in widget.scores.frames()
     assert set(prompts.data[:, 0].astype(int)) == {1}
     frame_1 = output.data[1].copy()
@@ -128,6 +128,20 @@ def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
 
 
+def test_cancel_while_the_output_layers_are_being_built(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    widget.cancel()  # before the worker started: napari builds the layers over several event-loop turns
+    wait_for_run(qtbot, widget)
+    summary = widget.last_summary
+    assert summary.cancelled and summary.error is None and summary.done < FRAMES
+    assert any("cancelled" in text for _s, text in notifications)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+
+
 def test_correction_becomes_a_reference_and_nothing_is_encoded_again(qtbot, viewer_and_widget, notifications):
     viewer, widget = viewer_and_widget
     widget.run()
@@ -160,10 +174,15 @@ def column(table, index):
 def test_run_while_running_is_refused_with_a_notification(qtbot, viewer_and_widget, notifications):
     viewer, widget = viewer_and_widget
     widget.run()
-    widget.run()
+    widget.run()  # while napari still builds the output layers
     assert ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel") in notifications
-    assert len([name for name in viewer.layers if "P²SAM" in name.name]) == 2  # one output + its prompts
+    qtbot.waitUntil(lambda: widget.status.value.startswith("running on"), timeout=RUN_TIMEOUT_MS)
+    widget.run()  # while the worker runs
+    assert notifications.count(
+        ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel")
+    ) == 2
     wait_for_run(qtbot, widget)
+    assert len([name for name in viewer.layers if "P²SAM" in name.name]) == 2  # one output + its prompts
     assert widget.last_summary.done == FRAMES
 
 

@@ -88,11 +88,16 @@ def prompt_points(geometry: FrameGeometry, result: FrameResult) -> tuple[np.ndar
     return np.concatenate(coords), np.concatenate(colors)
 
 
-def add_output_layers(viewer, job: LayerJob, name: str) -> RunOutput:
-    """Add an empty output labels layer and a prompt points layer overlaying the job's image."""
+def add_output_labels(viewer, job: LayerJob, name: str):
+    """Add an empty output labels layer overlaying the job's image."""
     geometry = job.geometry
-    labels = viewer.add_labels(job.new_output(), name=name, scale=geometry.scale, translate=geometry.translate)
-    points = viewer.add_points(
+    return viewer.add_labels(job.new_output(), name=name, scale=geometry.scale, translate=geometry.translate)
+
+
+def add_prompt_points(viewer, job: LayerJob, name: str):
+    """Add an empty points layer ``"<name> prompts"`` for the run's prompt points."""
+    geometry = job.geometry
+    return viewer.add_points(
         np.zeros((0, len(geometry.output_shape))),
         name=f"{name} prompts",
         scale=geometry.scale,
@@ -101,4 +106,3 @@ def add_output_layers(viewer, job: LayerJob, name: str) -> RunOutput:
         border_color="white",
         face_color="lime",
     )
-    return RunOutput(labels, points, geometry)

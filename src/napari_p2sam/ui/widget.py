@@ -30,7 +30,7 @@ from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..models.download import model_path
 from ..models.registry import MODELS
 from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
-from .output import RunOutput, add_output_layers
+from .output import RunOutput, add_output_labels, add_prompt_points
 from .run import DownloadMeter, FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
 from .scores import FrameScores
 
@@ -87,6 +87,8 @@ class P2SAMWidget(Container):
         self._cache: EmbeddingCache | None = None
         self._outputs: WeakKeyDictionary = WeakKeyDictionary()  # image layer -> RunOutput
         self._worker = None
+        self._starting = False  # between the click on Run and the worker's start
+        self._running_on = ""  # the output layer's name, for messages
         self._stop = threading.Event()
         self._progress: progress | None = None
         self._meter = DownloadMeter()
@@ -254,14 +256,12 @@ class P2SAMWidget(Container):
     # ----- running --------------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._starting or self._worker is not None
 
     def run(self, _value=None) -> None:
         """Check the form and start a run in the background; every problem becomes a notification."""
         if self.running:
-            show_warning(
-                f"P²SAM is already running on '{self._output.labels.name}': wait for it to finish, or press Cancel"
-            )
+            show_warning(f"P²SAM is already running on '{self._running_on}': wait for it to finish, or press Cancel")
             return
         try:
             image, reference = self.image.value, self.reference.value
@@ -283,14 +283,27 @@ class P2SAMWidget(Container):
         except (ValueError, OSError) as err:
             show_error(f"P²SAM: {err}")
             return
-        if output is None:
-            output = add_output_layers(self.viewer, job, name=f"{image.name} P²SAM")
-            self._outputs[image] = output
-        self._output = output
-        self._start(job, settings, model)
-
-    def _start(self, job, settings: Settings, model: ModelChoice) -> None:
+        self._starting = True
         self._stop.clear()
+        self._running_on = output.labels.name if output is not None else f"{image.name} P²SAM"
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "starting…"
+        if output is not None:
+            self._start(job, settings, model, output)
+            return
+        # napari takes a few hundred ms to build a layer and as long again to draw it the first
+        # time (software OpenGL): one layer per turn of the event loop keeps each stall to one step.
+        labels = add_output_labels(self.viewer, job, self._running_on)
+        QTimer.singleShot(0, lambda: self._add_prompts_then_start(image, job, settings, model, labels))
+
+    def _add_prompts_then_start(self, image, job, settings: Settings, model: ModelChoice, labels) -> None:
+        output = RunOutput(labels, add_prompt_points(self.viewer, job, labels.name), job.geometry)
+        self._outputs[image] = output
+        QTimer.singleShot(0, lambda: self._start(job, settings, model, output))
+
+    def _start(self, job, settings: Settings, model: ModelChoice, output: RunOutput) -> None:
+        self._output = output
         self.scores.clear_rows()
         self._dock_scores()
         self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
@@ -303,9 +316,7 @@ class P2SAMWidget(Container):
         worker.yielded.connect(self._frame_done)
         worker.returned.connect(self._report)
         worker.finished.connect(self._finished)
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
+        self._worker, self._starting = worker, False
         self.status.value = f"running on {len(job.frame_range)} frame(s)…"
         self._download_timer.start()
         worker.start()
