@@ -12,7 +12,8 @@ They add two things to the decoder's forward pass:
   can share one batched call: padded tokens are never attended to, which is
   what one call per prompt computes (SAM's attention has no padding mask).
 
-With no guidance and no padding the result equals ``MaskDecoder.forward``.
+With no guidance and no padding the result equals ``MaskDecoder.forward``
+up to float32 rounding (two steps run in a faster memory order, see ``attend``).
 """
 
 from __future__ import annotations
