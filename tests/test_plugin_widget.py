@@ -60,6 +60,13 @@ def wait_for_run(qtbot, widget: P2SAMWidget) -> None:
     qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
 
 
+def assert_a_full_run_works(qtbot, widget: P2SAMWidget) -> None:
+    """Run again: every frame is done and the run is not cancelled."""
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+
+
 def layer(viewer, name):
     return viewer.layers[name]
 
@@ -122,10 +129,7 @@ def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     np.testing.assert_array_equal(output[0], stack()[1][0])  # the painted frame, copied
     assert not output[summary.done :].any()  # frames never reached stay empty
     assert any("cancelled" in text and f"{summary.done} of {FRAMES}" in text for _s, text in notifications)
-    # Run works again afterwards
-    widget.run()
-    wait_for_run(qtbot, widget)
-    assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+    assert_a_full_run_works(qtbot, widget)
 
 
 def test_cancel_while_the_output_layers_are_being_built(qtbot, viewer_and_widget, notifications):
@@ -137,9 +141,7 @@ def test_cancel_while_the_output_layers_are_being_built(qtbot, viewer_and_widget
     assert summary.cancelled and summary.error is None and summary.done < FRAMES
     assert any("cancelled" in text for _s, text in notifications)
     assert widget.run_button.enabled and not widget.cancel_button.enabled
-    widget.run()
-    wait_for_run(qtbot, widget)
-    assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+    assert_a_full_run_works(qtbot, widget)
 
 
 def test_correction_becomes_a_reference_and_nothing_is_encoded_again(qtbot, viewer_and_widget, notifications):
