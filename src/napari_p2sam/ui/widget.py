@@ -38,6 +38,8 @@ AUTO_DEVICE = "auto"
 CHECKPOINT_FILE = "file"
 SHOW_INTERVAL_MS = 100
 """Finished frames are shown at most this often (several at once when they come faster)."""
+TURN_PAUSE_MS = 5
+"""Pause between the steps that start a run (see ``next_turn``)."""
 SINGLE_IMAGE = "none (one image)"
 
 
@@ -290,23 +292,27 @@ class P2SAMWidget(Container):
         self.cancel_button.enabled = True
         self.status.value = "starting…"
         if output is not None:
-            self._start(job, settings, model, output)
+            self._show_progress_then_start(job, settings, model, output)
             return
-        # napari takes a few hundred ms to build a layer and as long again to draw it the first
-        # time (software OpenGL): one layer per turn of the event loop keeps each stall to one step.
+        # napari takes 0.1–0.3 s to build a layer, to draw it the first time and to open its first
+        # progress bar (software OpenGL): each step gets its own turn of the event loop, so napari
+        # draws and handles input in between.
         labels = add_output_labels(self.viewer, job, self._running_on)
-        QTimer.singleShot(0, lambda: self._add_prompts_then_start(image, job, settings, model, labels))
+        next_turn(lambda: self._add_prompts_then_start(image, job, settings, model, labels))
 
     def _add_prompts_then_start(self, image, job, settings: Settings, model: ModelChoice, labels) -> None:
         output = RunOutput(labels, add_prompt_points(self.viewer, job, labels.name), job.geometry)
         self._outputs[image] = output
-        QTimer.singleShot(0, lambda: self._start(job, settings, model, output))
+        next_turn(lambda: self._show_progress_then_start(job, settings, model, output))
 
-    def _start(self, job, settings: Settings, model: ModelChoice, output: RunOutput) -> None:
+    def _show_progress_then_start(self, job, settings: Settings, model: ModelChoice, output: RunOutput) -> None:
         self._output = output
         self.scores.clear_rows()
         self._dock_scores()
         self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
+        next_turn(lambda: self._start(job, settings, model))
+
+    def _start(self, job, settings: Settings, model: ModelChoice) -> None:
         worker = create_worker(
             run_job_reporting_errors, job, settings, model,
             models=self._models, meter=self._meter, cache=self._cache, should_stop=self._stop.is_set,
@@ -439,6 +445,15 @@ class P2SAMWidget(Container):
         output = self._outputs.get(self.image.value) if self.image.value is not None else None
         frames = sorted(output.corrected) if output is not None else []
         self.status.value = f"corrected frames used as references: {', '.join(map(str, frames))}" if frames else ""
+
+
+def next_turn(step) -> None:
+    """Run ``step`` on a later turn of Qt's event loop, after pending draws, input and due timers.
+
+    A zero-delay timer would not do: Qt runs it before the draws and timers
+    that are already due, so consecutive steps would stall as one.
+    """
+    QTimer.singleShot(TURN_PAUSE_MS, step)
 
 
 def format_seconds(seconds: float) -> str:
