@@ -132,6 +132,26 @@ def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     assert_a_full_run_works(qtbot, widget)
 
 
+def test_a_first_run_builds_its_layers_in_separate_event_loop_turns(qtbot, viewer_and_widget):
+    """napari draws, handles input and runs its timers between the steps that start a run."""
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = viewer_and_widget
+    steps: list[str] = []
+    viewer.layers.events.inserted.connect(lambda event: steps.append(type(event.value).__name__))
+    tick = QTimer()
+    tick.setInterval(1)
+    tick.timeout.connect(lambda: steps.append("tick") if steps[-1:] != ["tick"] else None)
+    tick.start()
+    widget.run()
+    qtbot.waitUntil(lambda: widget.status.value.startswith("running on"), timeout=RUN_TIMEOUT_MS)
+    tick.stop()
+    prompts = layer(viewer, "movie P²SAM prompts")
+    assert steps[:4] == ["Labels", "tick", "Points", "tick"]
+    assert prompts.visible  # added hidden, shown on a turn of its own
+    wait_for_run(qtbot, widget)
+
+
 def test_cancel_while_the_output_layers_are_being_built(qtbot, viewer_and_widget, notifications):
     viewer, widget = viewer_and_widget
     widget.run()
@@ -140,6 +160,7 @@ def test_cancel_while_the_output_layers_are_being_built(qtbot, viewer_and_widget
     summary = widget.last_summary
     assert summary.cancelled and summary.error is None and summary.done < FRAMES
     assert any("cancelled" in text for _s, text in notifications)
+    assert layer(viewer, "movie P²SAM prompts").visible
     assert widget.run_button.enabled and not widget.cancel_button.enabled
     assert_a_full_run_works(qtbot, widget)
 

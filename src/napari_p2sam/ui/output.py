@@ -94,7 +94,7 @@ def add_output_labels(viewer, job: LayerJob, name: str):
     return viewer.add_labels(job.new_output(), name=name, scale=geometry.scale, translate=geometry.translate)
 
 
-def add_prompt_points(viewer, job: LayerJob, name: str):
+def add_prompt_points(viewer, job: LayerJob, name: str, *, visible: bool = True):
     """Add an empty points layer ``"<name> prompts"`` for the run's prompt points."""
     geometry = job.geometry
     return viewer.add_points(
@@ -105,4 +105,5 @@ def add_prompt_points(viewer, job: LayerJob, name: str):
         size=max(3, min(geometry.output_shape[-2:]) // 40),
         border_color="white",
         face_color="lime",
+        visible=visible,
     )

@@ -301,9 +301,15 @@ class P2SAMWidget(Container):
         next_turn(lambda: self._add_prompts_then_start(image, job, settings, model, labels))
 
     def _add_prompts_then_start(self, image, job, settings: Settings, model: ModelChoice, labels) -> None:
-        output = RunOutput(labels, add_prompt_points(self.viewer, job, labels.name), job.geometry)
+        points = add_prompt_points(self.viewer, job, labels.name, visible=False)
+        output = RunOutput(labels, points, job.geometry)
         self._outputs[image] = output
-        next_turn(lambda: self._show_progress_then_start(job, settings, model, output))
+
+        def show_points_then_progress():  # its first draw is napari's longest step: a turn of its own
+            points.visible = True
+            next_turn(lambda: self._show_progress_then_start(job, settings, model, output))
+
+        next_turn(show_points_then_progress)
 
     def _show_progress_then_start(self, job, settings: Settings, model: ModelChoice, output: RunOutput) -> None:
         self._output = output
