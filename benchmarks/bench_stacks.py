@@ -4,7 +4,10 @@
 painted on frame 0) through :func:`~napari_p2sam.engine.propagate.propagate`
 with a SAM ViT-B of random weights (speed does not depend on the values),
 first with an empty cache, then again with the warm cache, then with other
-P²SAM settings. Prints the median seconds per segmented frame of each run.
+P²SAM settings. Prints the median seconds per segmented frame of each run,
+and the arithmetic of one frame (torch's FLOP counter): its encoding, which
+the warm cache removes, against its P²SAM work, which every run does. Their
+ratio bounds the rerun's speed-up when both run equally fast per FLOP.
 
 ``memory``: ``napari-p2sam segment`` on uint16 TIFF stacks of 50 and 500
 frames (256×256) with a small random SAM, ``--cache`` and TIFF output, each
@@ -107,6 +110,25 @@ def bench_cache(count: int, settings_name: str) -> None:
         total, embedding = statistics.median(times), statistics.median(embedding_times)
         print(f"| {name} | {settings_label} | {total:.2f} | {first / total:.1f}× | {embedding:.3f} "
               f"| {first_embedding / embedding:.0f}× | {encoded} |")
+    encode, segment = frame_flops(model, frames, mask, settings)
+    print(f"\nArithmetic of one frame ({settings_name}): encoding {encode / 1e9:.1f} GFLOP, P²SAM on the embedding "
+          f"{segment / 1e9:.1f} GFLOP; a rerun does {segment / (encode + segment):.1%} of a first run's arithmetic, "
+          f"so at equal speed per FLOP its speed-up is {(encode + segment) / segment:.1f}×")
+
+
+def frame_flops(model: SamModel, frames: np.ndarray, mask: np.ndarray, settings: Settings) -> tuple[float, float]:
+    """Floating-point operations (torch's count) to encode frame 1, and to segment it once encoded."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_p2sam import P2SAM
+
+    predictor = P2SAM(model, settings)
+    predictor.set_reference(frames[0], mask)
+    with FlopCounterMode(display=False) as encoding:
+        embedding = predictor.encode(frames[1])
+    with FlopCounterMode(display=False) as segmenting:
+        predictor.segment_embedding(embedding)
+    return encoding.get_total_flops(), segmenting.get_total_flops()
 
 
 def bench_memory(counts: list[int]) -> None:
