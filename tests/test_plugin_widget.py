@@ -132,6 +132,20 @@ def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     assert_a_full_run_works(qtbot, widget)
 
 
+def test_opening_the_widget_runs_the_full_garbage_collection(make_napari_viewer):
+    """The full collection that the plugin's imports make due runs when the dock opens, not on Run."""
+    import gc
+
+    full = []
+    record = lambda phase, info: full.append(info) if phase == "stop" and info["generation"] == 2 else None  # noqa: E731
+    gc.callbacks.append(record)
+    try:
+        P2SAMWidget(make_napari_viewer())
+    finally:
+        gc.callbacks.remove(record)
+    assert full
+
+
 def test_a_first_run_builds_its_layers_in_separate_event_loop_turns(qtbot, viewer_and_widget):
     """napari draws, handles input and runs its timers between the steps that start a run."""
     from qtpy.QtCore import QTimer
