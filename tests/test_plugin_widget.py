@@ -137,7 +137,11 @@ def test_opening_the_widget_runs_the_full_garbage_collection(make_napari_viewer)
     import gc
 
     full = []
-    record = lambda phase, info: full.append(info) if phase == "stop" and info["generation"] == 2 else None  # noqa: E731
+
+    def record(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            full.append(info)
+
     gc.callbacks.append(record)
     try:
         P2SAMWidget(make_napari_viewer())

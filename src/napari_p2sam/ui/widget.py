@@ -15,6 +15,7 @@ import gc
 import tempfile
 import threading
 from pathlib import Path
+from typing import Iterator
 from weakref import WeakKeyDictionary
 
 import napari
@@ -40,7 +41,7 @@ CHECKPOINT_FILE = "file"
 SHOW_INTERVAL_MS = 100
 """Finished frames are shown at most this often (several at once when they come faster)."""
 TURN_PAUSE_MS = 5
-"""Pause between the steps that start a run (see ``next_turn``)."""
+"""Pause between the steps that start a run (see ``in_turns``)."""
 SINGLE_IMAGE = "none (one image)"
 
 
@@ -296,32 +297,32 @@ class P2SAMWidget(Container):
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = "starting…"
-        if output is not None:
-            self._show_progress_then_start(job, settings, model, output)
-            return
-        # napari takes 0.1–0.3 s to build a layer, to draw it the first time and to open its first
-        # progress bar (software OpenGL): each step gets its own turn of the event loop, so napari
-        # draws and handles input in between.
-        labels = add_output_labels(self.viewer, job, self._running_on)
-        next_turn(lambda: self._add_prompts_then_start(image, job, settings, model, labels))
+        in_turns(self._starting_steps(image, job, settings, model, output))
 
-    def _add_prompts_then_start(self, image, job, settings: Settings, model: ModelChoice, labels) -> None:
-        points = add_prompt_points(self.viewer, job, labels.name, visible=False)
-        output = RunOutput(labels, points, job.geometry)
-        self._outputs[image] = output
+    def _starting_steps(
+        self, image, job, settings: Settings, model: ModelChoice, output: RunOutput | None
+    ) -> Iterator[None]:
+        """The steps that start a run; at each ``yield`` napari gets a turn of its event loop.
 
-        def show_points_then_progress():  # its first draw is napari's longest step: a turn of its own
-            points.visible = True
-            next_turn(lambda: self._show_progress_then_start(job, settings, model, output))
-
-        next_turn(show_points_then_progress)
-
-    def _show_progress_then_start(self, job, settings: Settings, model: ModelChoice, output: RunOutput) -> None:
+        napari takes 0.1–0.3 s to build a layer, to draw it the first time and
+        to open its first progress bar (software OpenGL), so each is a step of
+        its own and napari draws and handles input in between. A rerun reuses
+        its output layers.
+        """
+        if output is None:
+            labels = add_output_labels(self.viewer, job, self._running_on)
+            yield
+            points = add_prompt_points(self.viewer, job, labels.name, visible=False)
+            output = self._outputs[image] = RunOutput(labels, points, job.geometry)
+            yield
+            points.visible = True  # its first draw is napari's longest step
+            yield
         self._output = output
         self.scores.clear_rows()
         self._dock_scores()
         self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
-        next_turn(lambda: self._start(job, settings, model))
+        yield
+        self._start(job, settings, model)
 
     def _start(self, job, settings: Settings, model: ModelChoice) -> None:
         worker = create_worker(
@@ -458,13 +459,15 @@ class P2SAMWidget(Container):
         self.status.value = f"corrected frames used as references: {', '.join(map(str, frames))}" if frames else ""
 
 
-def next_turn(step) -> None:
-    """Run ``step`` on a later turn of Qt's event loop, after pending draws, input and due timers.
+def in_turns(steps: Iterator[None]) -> None:
+    """Run ``steps`` up to its first ``yield`` now, then on to each next one a turn of Qt's event loop later.
 
-    A zero-delay timer would not do: Qt runs it before the draws and timers
-    that are already due, so consecutive steps would stall as one.
+    A turn comes after pending draws, input and due timers. A zero-delay
+    timer would not do: Qt runs it before the draws and timers that are
+    already due, so consecutive steps would stall as one.
     """
-    QTimer.singleShot(TURN_PAUSE_MS, step)
+    if next(steps, StopIteration) is not StopIteration:
+        QTimer.singleShot(TURN_PAUSE_MS, lambda: in_turns(steps))
 
 
 def format_seconds(seconds: float) -> str:
