@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_p2sam.ui.engine_process import EngineProcess
+
 
 @pytest.fixture
 def one_torch_thread():
@@ -28,3 +30,10 @@ def notifications():
     notification_manager.notification_ready.connect(keep)
     yield received
     notification_manager.notification_ready.disconnect(keep)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One model process shared by the widget tests (a widget of its own would start one each time)."""
+    with EngineProcess() as process:
+        yield process

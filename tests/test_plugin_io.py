@@ -29,7 +29,7 @@ def test_manifest_is_discovered_and_valid():
     pm = PluginManager.instance()
     pm.discover()
     found = pm.get_manifest("napari-p2sam").contributions
-    assert [w.display_name for w in found.widgets] == ["P²SAM"]
+    assert [w.display_name for w in found.widgets] == ["One-shot segmentation"]
     assert [s.key for s in found.sample_data] == ["time-lapse", "photo-pan"]
     assert found.readers[0].accepts_directories and "*.mp4" in found.readers[0].filename_patterns
     assert [w.filename_extensions for w in found.writers] == [[".tif", ".tiff"], [".png"]]
@@ -38,7 +38,7 @@ def test_manifest_is_discovered_and_valid():
 def test_widget_and_sample_data_open_from_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-p2sam", "time-lapse")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "P²SAM")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "One-shot segmentation")
     assert isinstance(widget, P2SAMWidget)
     image, reference = viewer.layers
     assert image.data.shape == (12, 192, 192) and image.data.dtype == np.uint16

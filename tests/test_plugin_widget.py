@@ -18,7 +18,7 @@ from napari_p2sam.models.registry import MODELS
 from napari_p2sam.ui.widget import P2SAMWidget
 
 from .model_server import ModelServer
-from .plugin_support import notifications, one_torch_thread  # noqa: F401  (fixtures)
+from .plugin_support import engine, notifications, one_torch_thread  # noqa: F401  (fixtures)
 from .test_download import closed_port
 
 FRAMES, SIZE = 5, 64
@@ -42,12 +42,12 @@ def stack() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def viewer_and_widget(make_napari_viewer, tiny_checkpoint):
+def viewer_and_widget(make_napari_viewer, tiny_checkpoint, engine):
     viewer = make_napari_viewer()
     frames, reference = stack()
     viewer.add_image(frames, name="movie")
     viewer.add_labels(reference, name="painted")
-    widget = P2SAMWidget(viewer)
+    widget = P2SAMWidget(viewer, engine=engine)
     viewer.window.add_dock_widget(widget, name="P²SAM")
     widget.checkpoint.value = str(tiny_checkpoint)
     widget.device.value = "cpu"
@@ -65,6 +65,11 @@ def assert_a_full_run_works(qtbot, widget: P2SAMWidget) -> None:
     widget.run()
     wait_for_run(qtbot, widget)
     assert widget.last_summary.done == FRAMES and not widget.last_summary.cancelled
+
+
+def shown(control) -> bool:
+    """Whether a control of the dock is shown (the test's viewer window itself is hidden)."""
+    return not control.native.isHidden()
 
 
 def layer(viewer, name):
@@ -92,9 +97,13 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
     assert widget.running and 4 not in widget.scores.frames()
     assert set(prompts.data[:, 0].astype(int)) == {1}
     frame_1 = output.data[1].copy()
-    bar = widget._progress  # napari's progress bar: frames done of the total, and the time left
-    assert bar.total == FRAMES and 2 <= bar.n < FRAMES and bar.desc.startswith("P²SAM: about")
+    # the dock itself shows frames done of the total, the time left and the frame being worked on
+    bar, text = widget.progress_bar, widget.progress_text.value
+    assert shown(bar) and bar.max == FRAMES and 2 <= bar.value < FRAMES
+    done = bar.value
+    assert text.startswith(f"{done} / {FRAMES} frames · about ") and f"left · now frame {done}" in text
     wait_for_run(qtbot, widget)
+    assert not shown(widget.progress_bar) and widget.progress_text.value.startswith("done: 5 frames in")
 
     summary = widget.last_summary
     assert (summary.done, summary.total, summary.error, summary.cancelled) == (FRAMES, FRAMES, None, False)
@@ -132,24 +141,6 @@ def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     assert_a_full_run_works(qtbot, widget)
 
 
-def test_opening_the_widget_runs_the_full_garbage_collection(make_napari_viewer):
-    """The full collection that the plugin's imports make due runs when the dock opens, not on Run."""
-    import gc
-
-    full = []
-
-    def record(phase, info):
-        if phase == "stop" and info["generation"] == 2:
-            full.append(info)
-
-    gc.callbacks.append(record)
-    try:
-        P2SAMWidget(make_napari_viewer())
-    finally:
-        gc.callbacks.remove(record)
-    assert full
-
-
 def test_a_first_run_builds_its_layers_in_separate_event_loop_turns(qtbot, viewer_and_widget):
     """napari draws, handles input and runs its timers between the steps that start a run."""
     from qtpy.QtCore import QTimer
@@ -162,7 +153,7 @@ def test_a_first_run_builds_its_layers_in_separate_event_loop_turns(qtbot, viewe
     tick.timeout.connect(lambda: steps.append("tick") if steps[-1:] != ["tick"] else None)
     tick.start()
     widget.run()
-    qtbot.waitUntil(lambda: widget.status.value.startswith("running on"), timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: shown(widget.progress_bar), timeout=RUN_TIMEOUT_MS)  # the worker started
     tick.stop()
     prompts = layer(viewer, "movie P²SAM prompts")
     assert steps[:4] == ["Labels", "tick", "Points", "tick"]
@@ -217,7 +208,7 @@ def test_run_while_running_is_refused_with_a_notification(qtbot, viewer_and_widg
     widget.run()
     widget.run()  # while napari still builds the output layers
     assert ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel") in notifications
-    qtbot.waitUntil(lambda: widget.status.value.startswith("running on"), timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: shown(widget.progress_bar), timeout=RUN_TIMEOUT_MS)  # the worker started
     widget.run()  # while the worker runs
     assert notifications.count(
         ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel")
@@ -305,16 +296,19 @@ def test_offline_download_is_a_notification_with_the_recipe(qtbot, viewer_and_wi
     monkeypatch.setitem(MODELS, "vit_t", replace(MODELS["vit_t"], url=unreachable))
     monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
     widget.model.value = "vit_t"
+    layers_before = [layer.name for layer in viewer.layers]
     widget.run()
     wait_for_run(qtbot, widget)
     [error] = [text for severity, text in notifications if severity == "error"]
-    assert error.startswith("P²SAM stopped: cannot download vit_t") and "mobile_sam.pt" in error
-    assert str(tmp_path / "cache") in error  # where to put the file by hand
-    assert widget.run_button.enabled
+    assert error.startswith("P²SAM: model vit_t is not here and could not be downloaded")
+    assert f"Put mobile_sam.pt in {tmp_path / 'cache' / 'models'}" in error  # where to put the file by hand
+    assert "`napari-p2sam models download vit_t`" in error
+    assert [layer.name for layer in viewer.layers] == layers_before  # no empty output layers
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
 @pytest.mark.parametrize("kind", ["rgb video", "two-channel time-lapse"])
-def test_rgb_and_multichannel_stacks(qtbot, make_napari_viewer, tiny_checkpoint, kind):
+def test_rgb_and_multichannel_stacks(qtbot, make_napari_viewer, tiny_checkpoint, engine, kind):
     viewer = make_napari_viewer()
     frames, reference = stack()
     frames, reference = frames[:3], reference[:3]
@@ -326,7 +320,7 @@ def test_rgb_and_multichannel_stacks(qtbot, make_napari_viewer, tiny_checkpoint,
         viewer.dims.set_current_step(1, 1)
         expected_shape, translate = (3, 1, SIZE, SIZE), (0, 1, 0, 0)
     viewer.add_labels(reference, name="painted")  # painted without the channel axis
-    widget = P2SAMWidget(viewer)
+    widget = P2SAMWidget(viewer, engine=engine)
     widget.checkpoint.value = str(tiny_checkpoint)
     widget.preset.value = "ct-follow-up"
     assert widget.image.value is image and widget.frame_axis.value == 0
@@ -338,7 +332,7 @@ def test_rgb_and_multichannel_stacks(qtbot, make_napari_viewer, tiny_checkpoint,
     np.testing.assert_array_equal(output.data.reshape(3, SIZE, SIZE)[0], reference[0])
 
 
-def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_checkpoint, notifications):
+def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_checkpoint, engine, notifications):
     import dask.array as da
 
     frames, reference = stack()
@@ -352,7 +346,7 @@ def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_c
     viewer.add_image(da.map_blocks(read, chunks=((1,) * FRAMES, (SIZE,), (SIZE,)), dtype=np.uint8), name="movie",
                      contrast_limits=(0, 255))
     viewer.add_labels(reference, name="painted")
-    widget = P2SAMWidget(viewer)
+    widget = P2SAMWidget(viewer, engine=engine)
     widget.checkpoint.value = str(tiny_checkpoint)
     widget.preset.value = "ct-follow-up"
     widget.run()

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+WIDGET = "One-shot segmentation"
+"""The widget's name in the manifest; napari's Plugins menu shows it as "One-shot segmentation (P²SAM)"."""
+
 
 def open_viewer(files: list[str] | None = None, checkpoint: str | None = None, show: bool = True):
     """A napari viewer with FILES (or the sample time-lapse) and the docked widget; returns (viewer, widget)."""
@@ -19,10 +24,26 @@ def open_viewer(files: list[str] | None = None, checkpoint: str | None = None, s
         viewer.open(files)
     else:
         viewer.open_sample("napari-p2sam", "time-lapse")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "P²SAM")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", WIDGET)
     if checkpoint:
         widget.checkpoint.value = checkpoint
+    show_first_painted_frame(viewer)
     return viewer, widget
+
+
+def show_first_painted_frame(viewer) -> None:
+    """Move the viewer to the first frame painted in the first labels layer that has paint."""
+    from napari.layers import Labels
+
+    for layer in viewer.layers:
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        if not isinstance(layer, Labels) or data.ndim < 3:
+            continue
+        painted = np.flatnonzero(np.asarray(data).reshape(data.shape[0], -1).any(axis=1))
+        if len(painted):
+            world = layer.data_to_world([painted[0]] + [0] * (data.ndim - 1))
+            viewer.dims.set_point(viewer.dims.ndim - data.ndim, world[0])
+            return
 
 
 def main(argv: list[str] | None = None) -> None:

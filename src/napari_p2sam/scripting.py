@@ -3,7 +3,9 @@
 Both functions block until every frame is done and follow the widget's
 rules: each label value is its own object, every frame uses the nearest
 painted frame, painted frames keep their paint, and the reference layer
-is never modified.
+is never modified. :func:`segment_layers` given a model name or file runs
+the model in a process of its own, as the widget does, so that it is safe
+in napari's process (docs/architecture.md).
 
 A complete example, run by the tests: ``docs/scripting.md``.
 """
@@ -11,15 +13,18 @@ A complete example, run by the tests: ``docs/scripting.md``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine.cache import EmbeddingCache
-from .engine.propagate import propagate
 from .engine.settings import Settings, preset as named_preset
-from .models.loading import SamModel, load_model
+from .ui.engine_process import EngineProcess
 from .ui.job import build_job, frame_geometry
-from .ui.run import run_job
+from .ui.model_choice import resolve_model, user_path
+
+if TYPE_CHECKING:
+    from .engine.cache import EmbeddingCache
+    from .models.loading import SamModel
 
 
 def segment_layers(
@@ -40,8 +45,10 @@ def segment_layers(
     """Segment the objects painted in labels layer ``reference`` through image layer ``image``.
 
     Adds and returns a new labels layer (``"<image> P²SAM"`` unless ``name``
-    is given) overlaying the image. ``model``: a loaded model or a checkpoint
-    path. ``settings`` or ``preset``: the algorithm options (default
+    is given) overlaying the image. ``model``: a registry name (downloaded
+    on first use) or a checkpoint path, run in a process of its own; or a
+    loaded model, run here. A failure in the model's process raises
+    ``RuntimeError`` with its message. ``settings`` or ``preset``: the algorithm options (default
     :class:`~napari_p2sam.engine.settings.Settings`). ``frame_axis``: the
     image's axis holding frames (``"auto"``: the first leading axis;
     ``None``: one image). ``frames``: (first, last) frames, inclusive
@@ -55,7 +62,7 @@ def segment_layers(
     frame_range = (frames[0], frames[1] + 1) if frames is not None else None
     job = build_job(image, reference, geometry, frame_range=frame_range)
     labels = job.new_output()
-    for update in run_job(job, resolve_settings(settings, preset), as_model(model, device), cache=as_cache(cache)):
+    for update in run_layer_job(job, resolve_settings(settings, preset), model, device, cache):
         labels[geometry.output_index(update.result.index)] = update.result.labels
     return viewer.add_labels(
         labels, name=name or f"{image.name} P²SAM", scale=geometry.scale, translate=geometry.translate
@@ -81,6 +88,8 @@ def segment_stack(
     labels}``. Frames outside ``frame_range`` stay 0. Other options as in
     :func:`segment_layers`.
     """
+    from .engine.propagate import propagate
+
     propagation = propagate(
         as_model(model, device), frames, references, resolve_settings(settings, preset),
         frame_range=frame_range, cache=as_cache(cache),
@@ -92,6 +101,23 @@ def segment_stack(
     return labels
 
 
+def run_layer_job(job, settings: Settings, model, device: str | None, cache):
+    """The job's frame updates: in a model process for a name or path, here for a loaded model."""
+    if not isinstance(model, (str, Path)):
+        from .ui.run import run_frames
+
+        yield from run_frames(
+            job.frames, job.references, job.frame_range, settings, model, cache=as_cache(cache)
+        )
+        return
+    choice = resolve_model(model, device=device, download_progress=True)
+    folder = None if cache is None else str(user_path(cache) if isinstance(cache, (str, Path)) else cache.folder)
+    with EngineProcess() as engine:
+        summary = yield from engine.run(job.frames, job.references, job.frame_range, settings, choice, cache_folder=folder)
+    if summary.error:
+        raise RuntimeError(f"P²SAM stopped: {summary.error}")
+
+
 def resolve_settings(settings: Settings | None, preset: str | None) -> Settings:
     if settings is not None and preset is not None:
         raise ValueError("give either settings or preset, not both")
@@ -99,8 +125,12 @@ def resolve_settings(settings: Settings | None, preset: str | None) -> Settings:
 
 
 def as_model(model: SamModel | str | Path, device: str | None) -> SamModel:
-    return model if isinstance(model, SamModel) else load_model(model, device=device)
+    from .models.loading import SamModel, load_model
+
+    return model if isinstance(model, SamModel) else load_model(resolve_model(model).checkpoint, device=device)
 
 
 def as_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache | None:
-    return cache if cache is None or isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
+    from .engine.cache import EmbeddingCache
+
+    return cache if cache is None or isinstance(cache, EmbeddingCache) else EmbeddingCache(user_path(cache))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
@@ -37,39 +36,14 @@ from .cache import EmbeddingCache, encoder_key, pixel_hash
 from .embeddings import ImageEmbedding, encode_image
 from .predictor import prepare_reference
 from .reference import Reference, ReferenceError
-from .segment import Segmentation, segment_embedding
+from .results import FrameResult, Progress, Segmentation
+from .segment import segment_embedding
 from .settings import Settings
 from .sources import FrameSource, Pixels, open_source, pixels_for
 
 
 class PropagationCancelled(Exception):
     """Raise it from a ``progress`` or ``should_stop`` callback to stop at once; the run ends quietly."""
-
-
-@dataclass
-class Progress:
-    """``done`` frames of ``total`` finished in this run; ``eta_s`` None until one frame was segmented."""
-
-    done: int
-    total: int
-    elapsed_s: float
-    eta_s: float | None
-
-
-@dataclass
-class FrameResult:
-    """One output frame.
-
-    ``labels``: ``(H, W)`` in the references' label dtype. ``segmentations``:
-    label value → engine result (empty for painted frames). ``reference_frame``:
-    the painted frame used (None for a painted frame, whose paint is copied).
-    """
-
-    index: int
-    labels: np.ndarray
-    segmentations: dict[int, Segmentation]
-    reference_frame: int | None
-    painted: bool
 
 
 def propagate(

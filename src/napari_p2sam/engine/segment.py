@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
@@ -14,41 +12,9 @@ from .decode import Prompt, cascade, to_original
 from .embeddings import ImageEmbedding
 from .prompts import NEGATIVE, POSITIVE, attention_bias, mean_map, normalize_target, peak_xy, positive_points, similarity_maps
 from .reference import Reference
+from .results import Candidate, Segmentation
 from .retrieval import candidate_scores
 from .settings import Settings
-
-
-@dataclass
-class Candidate:
-    """One tried prompt: ``k`` parts, ``n`` background parts (0 = natural variant's argmin point).
-
-    ``points``: ``(N, 2)`` (x = column, y = row) original pixels; ``labels``
-    ``(N,)`` 1 positive / 0 negative; ``score``: retrieval distance (``inf``
-    = empty prediction, ``nan`` = not scored, PerSAM).
-    """
-
-    k: int
-    n: int
-    points: np.ndarray
-    labels: np.ndarray
-    score: float = float("nan")
-
-
-@dataclass
-class Segmentation:
-    """The kept candidate for one target.
-
-    ``mask``: ``(H, W)`` bool at the target's size. ``timings``: seconds per
-    step (``prompts``, ``decoder``, ``retrieval``).
-    """
-
-    mask: np.ndarray
-    points: np.ndarray
-    labels: np.ndarray
-    score: float
-    k: int
-    candidates: list[Candidate]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def build_candidates(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.propagate import FrameResult
+from ..engine.results import FrameResult
 from .job import FrameGeometry, LayerJob
 
 POSITIVE_COLOR = (0.0, 1.0, 0.0, 1.0)
@@ -31,6 +31,8 @@ class RunOutput:
     ``corrected``: frames of ``labels`` the user marked as references for
     the next run (:meth:`use_as_reference`). ``waiting_prompts``: frame →
     prompt coordinates and colours not yet in the points layer.
+    ``made_with``: what the latest run used (model and settings), None
+    before the first.
     """
 
     labels: object
@@ -38,6 +40,17 @@ class RunOutput:
     geometry: FrameGeometry
     corrected: set[int] = field(default_factory=set)
     waiting_prompts: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    made_with: tuple | None = None
+
+    def clear_results(self) -> None:
+        """Empty every frame but the corrected ones, and remove every prompt point."""
+        kept = self.corrections()
+        self.labels.data[...] = 0
+        for frame, labels in kept.items():
+            self.labels.data[self.geometry.output_index(frame)] = labels
+        self.labels.refresh()
+        self.waiting_prompts.clear()
+        self.points.data = np.zeros((0, len(self.geometry.output_shape)))
 
     def write(self, results: list[FrameResult], shown_frame: int | None) -> None:
         """Store finished frames; refresh the layers only if one of them is ``shown_frame``."""

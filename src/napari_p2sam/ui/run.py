@@ -1,59 +1,32 @@
-"""One propagation run as a generator, for a napari thread worker or a plain loop (no Qt here).
+"""One propagation run as a generator, where the model lives (the model's process, or a script's).
 
-:func:`run_job` runs the stack driver and yields a :class:`FrameUpdate` per
-finished frame. :func:`run_job_reporting_errors` first downloads (once) and
-loads the model (kept for the next run), and ends the run on any error with
-a one-line message in :class:`RunSummary`; every frame yielded before stays.
+:func:`run_frames` runs the stack driver and yields a :class:`FrameUpdate`
+per finished frame. :func:`run_reporting_errors` first loads the model
+(kept for the next run) and ends the run on any error with a one-line
+message in :class:`RunSummary`; every frame yielded before stays.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 
 from ..engine.cache import EmbeddingCache
-from ..engine.propagate import FrameResult, Progress, propagate
+from ..engine.propagate import Progress, propagate
 from ..engine.settings import Settings
-from ..models.download import download, model_path
-from ..models.loading import SamModel, load_model
-from ..models.registry import MODELS
-from .job import LayerJob
+from ..engine.sources import FrameSource
+from ..models.loading import CheckpointError, SamModel, load_model
+from .messages import FrameUpdate, RunSummary
+from .model_choice import ModelChoice
 
 log = logging.getLogger(__name__)
 
 USER_ERRORS = (ValueError, OSError, MemoryError, torch.OutOfMemoryError)
 """Errors with a message for the user (bad files or inputs, disk, memory); others are bugs."""
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which model to run: a checkpoint path (or registry name), a device (None: fastest), the input normalisation."""
-
-    checkpoint: str
-    device: str | None = None
-    normalization: str = "sam"
-
-
-class DownloadMeter:
-    """Bytes of a model download so far, written by the download (any thread), read by the UI.
-
-    The tqdm-like object :func:`napari_p2sam.models.download.download` reports to.
-    """
-
-    def __init__(self) -> None:
-        self.model: str | None = None
-        self.total: int | None = None
-        self.done = 0
-
-    def update(self, count: int) -> None:
-        self.done += count
-
-    def close(self) -> None:
-        self.model = None
 
 
 class LoadedModels:
@@ -63,43 +36,24 @@ class LoadedModels:
         self._choice: ModelChoice | None = None
         self._model: SamModel | None = None
 
-    def get(self, choice: ModelChoice, meter: DownloadMeter | None = None) -> SamModel:
-        """The model; a registry model not downloaded yet is downloaded first (verified), reporting to ``meter``."""
+    def get(self, choice: ModelChoice) -> SamModel:
+        """The model of ``choice``; raises :class:`CheckpointError` if its file is not the expected one."""
         if choice != self._choice or self._model is None:
             self._model = None  # free the previous model before loading the next
-            name = choice.checkpoint
-            if name in MODELS and not model_path(name).is_file():
-                if meter is not None:
-                    meter.model, meter.done = name, 0
-                download(name, progressbar=meter if meter is not None else False)
-            self._model = load_model(name, device=choice.device, normalization=choice.normalization)
-            self._choice = choice
+            model = load_model(choice.checkpoint, device=choice.device, normalization=choice.normalization)
+            if choice.sha256 is not None and model.identity != choice.sha256:
+                raise CheckpointError(
+                    f"{choice.checkpoint} changed since it was checked (sha256 {model.identity}, expected "
+                    f"{choice.sha256}): delete it and download it again (`napari-p2sam models download`)"
+                )
+            self._model, self._choice = model, choice
         return self._model
 
 
-@dataclass
-class FrameUpdate:
-    """A finished frame and the run's progress after it."""
-
-    result: FrameResult
-    progress: Progress
-
-
-@dataclass
-class RunSummary:
-    """How a run ended: frames ``done`` of ``total``, frames ``encoded`` by SAM (not from the cache),
-    ``cancelled``, or ``error`` (a message for the user)."""
-
-    done: int = 0
-    total: int = 0
-    encoded: int = 0
-    cancelled: bool = False
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def run_job(
-    job: LayerJob,
+def run_frames(
+    frames: FrameSource,
+    references: Mapping[int, np.ndarray],
+    frame_range: range,
     settings: Settings,
     model: SamModel,
     *,
@@ -107,22 +61,23 @@ def run_job(
     should_stop: Callable[[], bool] | None = None,
     summary: RunSummary | None = None,
 ) -> Iterator[FrameUpdate]:
-    """Yield a :class:`FrameUpdate` per finished frame; returns the :class:`RunSummary` (also filled in
-    ``summary`` if given, so a caller sees it even when an error ends the run).
+    """Yield a :class:`FrameUpdate` per finished frame of ``frame_range``; returns the :class:`RunSummary`
+    (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
 
-    ``should_stop`` is checked between frames and objects: a stop keeps every
-    frame yielded so far. Errors are raised.
+    ``references``: frame → ``(H, W)`` labels. ``should_stop`` is checked
+    between frames and objects: a stop keeps every frame yielded so far.
+    Errors are raised.
     """
     start = time.perf_counter()
     summary = summary if summary is not None else RunSummary()
-    summary.total = len(job.frame_range)
+    summary.total = len(frame_range)
     latest: dict[str, Progress] = {}
     propagation = propagate(
         model,
-        job.frames,
-        job.references,
+        frames,
+        references,
         settings,
-        frame_range=job.frame_range,
+        frame_range=frame_range,
         cache=cache,
         progress=lambda progress: latest.update(now=progress),
         should_stop=should_stop,
@@ -138,29 +93,31 @@ def run_job(
     return summary
 
 
-def run_job_reporting_errors(
-    job: LayerJob,
+def run_reporting_errors(
+    frames: FrameSource,
+    references: Mapping[int, np.ndarray],
+    frame_range: range,
     settings: Settings,
     model: ModelChoice,
     *,
     models: LoadedModels,
-    meter: DownloadMeter | None = None,
     threads: int | None = None,
     **options,
 ) -> Iterator[FrameUpdate]:
-    """Download and load the model (or reuse it), then :func:`run_job`, for a thread worker: any error
-    ends the run with a message in the returned summary.
+    """Load the model (or reuse it), then :func:`run_frames`: any error ends the run with a message in
+    the returned summary.
 
     Errors the user can fix get their own message; anything else is logged
     with its traceback and summed up in one line. ``threads``: torch's CPU
     threads during the run (restored afterwards).
     """
-    summary = RunSummary(total=len(job.frame_range))
+    summary = RunSummary(total=len(frame_range))
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        yield from run_job(job, settings, models.get(model, meter), summary=summary, **options)
+        sam = models.get(model)
+        yield from run_frames(frames, references, frame_range, settings, sam, summary=summary, **options)
     except USER_ERRORS as err:
         summary.error = str(err) or type(err).__name__
     except Exception as err:  # a bug: keep the traceback in the log, tell the user in one line

@@ -13,7 +13,7 @@ import math
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from ..engine.propagate import FrameResult
+from ..engine.results import FrameResult
 
 COLUMNS = ("frame", "label", "score", "k", "reference")
 

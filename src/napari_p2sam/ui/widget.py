@@ -1,40 +1,45 @@
 """The P²SAM dock widget: choose layers, model and settings; run in the background; correct; rerun.
 
 Layers are chosen by the user from the viewer's layers, never found by
-name. A run happens in a napari thread worker: finished frames appear at
-once in a new output labels layer (the reference layer is never written),
-their prompts in a points layer, their scores in the scores dock; napari's
-activity dock shows frames done and the time left. Embeddings are kept in a
-folder for the widget's lifetime, so a rerun after a correction or new
-settings re-encodes nothing.
+name. The model runs in a process of its own (:mod:`.engine_process`): napari's
+process never imports torch. A napari thread worker talks to it: finished
+frames appear at once in a new output labels layer (the reference layer is
+never written), their prompts in a points layer, their scores in the scores
+dock; the dock shows frames done, the time left and the frame being worked
+on. A registry model is downloaded (in a thread of napari's process) before
+any layer is made. Embeddings are kept in a folder for the widget's
+lifetime, so a rerun after a correction or new settings re-encodes nothing.
 """
 
 from __future__ import annotations
 
-import gc
+import logging
+import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 from weakref import WeakKeyDictionary
 
 import napari
-import torch
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QElapsedTimer, QTimer
 from qtpy.QtWidgets import QComboBox
 
-from ..engine.cache import EmbeddingCache
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..models.download import model_path
 from ..models.registry import MODELS
+from .engine_process import EngineProcess
 from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
+from .messages import DownloadMeter, FrameUpdate, RunSummary
+from .model_choice import ModelChoice, resolve_model, user_path
 from .output import RunOutput, add_output_labels, add_prompt_points
-from .run import DownloadMeter, FrameUpdate, LoadedModels, ModelChoice, RunSummary, run_job_reporting_errors
 from .scores import FrameScores
+
+log = logging.getLogger(__name__)
 
 AUTO_DEVICE = "auto"
 CHECKPOINT_FILE = "file"
@@ -43,16 +48,6 @@ SHOW_INTERVAL_MS = 100
 TURN_PAUSE_MS = 5
 """Pause between the steps that start a run (see ``in_turns``)."""
 SINGLE_IMAGE = "none (one image)"
-
-
-def available_devices() -> list[str]:
-    """``auto`` and every device torch can use here."""
-    devices = [AUTO_DEVICE, "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
 
 
 def model_choices(_widget=None) -> list[tuple[str, str]]:
@@ -81,26 +76,26 @@ def range_edit(label: str, low: int, high: int, minimum: int, maximum: int, tool
 
 
 class P2SAMWidget(Container):
-    """The dock widget. ``napari_viewer`` is the viewer it works on."""
+    """The dock widget. ``napari_viewer`` is the viewer it works on; ``engine``: the model's process to
+    use (default: one of its own, started at once and ended with the widget)."""
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer, engine: EngineProcess | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._models = LoadedModels()
+        self._engine = engine if engine is not None else EngineProcess()
         self._cache_folder = tempfile.TemporaryDirectory(prefix="napari-p2sam-embeddings-")
-        self._cache: EmbeddingCache | None = None
         self._outputs: WeakKeyDictionary = WeakKeyDictionary()  # image layer -> RunOutput
         self._worker = None
         self._starting = False  # between the click on Run and the worker's start
         self._running_on = ""  # the output layer's name, for messages
         self._stop = threading.Event()
-        self._progress: progress | None = None
+        self._run_started = 0.0
         self._meter = DownloadMeter()
-        self._download_timer = QTimer()
-        self._download_timer.setInterval(500)
+        self._download_timer = QTimer(self.native)
+        self._download_timer.setInterval(250)
         self._download_timer.timeout.connect(self._show_download)
         self._pending: list[FrameUpdate] = []
-        self._show_timer = QTimer()
+        self._show_timer = QTimer(self.native)
         self._show_timer.setSingleShot(True)
         self._show_timer.timeout.connect(self._show_pending)
         self._since_shown = QElapsedTimer()
@@ -127,7 +122,9 @@ class P2SAMWidget(Container):
             label="normalisation", choices=[("SAM (mean/std)", "sam"), ("MedSAM (min-max)", "minmax")],
             tooltip="the input normalisation the model was trained with",
         )
-        self.device = ComboBox(label="device", choices=available_devices())
+        self.device = ComboBox(
+            label="device", choices=[AUTO_DEVICE, "cpu"], tooltip="auto: a GPU when there is one, else the CPU"
+        )
         self.preset = ComboBox(label="preset", choices=list(PRESETS), value="photos")
         self.method = ComboBox(label="method", choices=list(METHODS))
         self.variant = ComboBox(
@@ -143,12 +140,15 @@ class P2SAMWidget(Container):
             tooltip="after correcting the current frame in the output layer: use it as a reference in the next run",
         )
         self.forget_button = PushButton(text="Forget corrections")
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, visible=False, label="progress")
+        self.progress_text = Label(value="", visible=False, label="")
         self.status = Label(value="")
         self.extend(
             [
                 self.image, self.reference, self.frame_axis, self.frames, self.model, self.checkpoint, self.normalization,
                 self.device, self.preset, self.method, self.variant, self.parts, self.background_parts,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+                self.progress_bar, self.progress_text,
                 Container(widgets=[self.use_reference_button, self.forget_button], layout="horizontal", labels=False),
                 self.status,
             ]
@@ -161,6 +161,8 @@ class P2SAMWidget(Container):
         self.image.changed.connect(self._image_changed)
         self.frame_axis.changed.connect(self._frame_axis_changed)
         self.preset.changed.connect(self._apply_preset)
+        self.method.changed.connect(self._enable_options)
+        self.variant.changed.connect(self._enable_options)
         self.model.changed.connect(self._model_changed)
         self.checkpoint.changed.connect(lambda _path: setattr(self.model, "value", CHECKPOINT_FILE))
         self.run_button.changed.connect(self.run)
@@ -170,14 +172,33 @@ class P2SAMWidget(Container):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.moved):
             event.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layer_removed)
         self.viewer.dims.events.current_step.connect(self._viewer_moved)
         self._apply_preset(self.preset.value)
         self.reset_choices()
         self._image_changed()
-        # Opening the plugin imports torch, segment-anything and scikit-learn: millions of new objects,
-        # which make Python's next full garbage collection (0.3-0.4 s here) fall on a later click,
-        # typically Run. Collect now, while the dock opens, so that the first run starts smoothly.
-        gc.collect()
+        if engine is None:
+            self.native.destroyed.connect(self._engine.close)
+        self._start_engine()
+
+    def _start_engine(self) -> None:
+        """Start the model's process now (it imports torch for seconds), so that Run finds it ready;
+        offer its devices once it is."""
+        threading.Thread(target=start_engine, args=(self._engine,), daemon=True).start()
+        self._devices_timer = QTimer(self.native)  # ends with the dock
+        self._devices_timer.setInterval(250)
+        self._devices_timer.timeout.connect(self._offer_devices)
+        self._devices_timer.start()
+
+    def _offer_devices(self) -> None:
+        devices = self._engine.devices
+        if not devices:
+            return
+        self._devices_timer.stop()
+        if list(self.device.choices) != devices:
+            value = self.device.value
+            self.device.choices = devices
+            self.device.value = value if value in devices else AUTO_DEVICE
 
     # ----- choices -------------------------------------------------------------------------------------
     def _layers_of(self, kind):
@@ -221,6 +242,7 @@ class P2SAMWidget(Container):
         for box in (first, last):
             box.max = count - 1
         first.value, last.value = 0, count - 1
+        self.frames.enabled = axis is not None
 
     def _apply_preset(self, name: str) -> None:
         settings = PRESETS[name]
@@ -230,6 +252,24 @@ class P2SAMWidget(Container):
             box.value = value
         for box, value in zip(self.background_parts, settings.background_parts):
             box.value = value
+        self._enable_options()
+
+    def _enable_options(self, _value=None) -> None:
+        """Only options that the chosen method and variant use can be changed: parts for P²SAM (PerSAM
+        uses one), background parts for the medical variant."""
+        self.parts.enabled = self.method.value == "p2sam"
+        self.background_parts.enabled = self.variant.value == "medical"
+
+    def _layer_removed(self, event) -> None:
+        """A deleted output layer takes its run's state with it: corrections, scores, status."""
+        removed = event.value
+        for image, output in list(self._outputs.items()):
+            if removed is output.labels or removed is output.points:
+                del self._outputs[image]
+                if output is self._output and not self.running:
+                    self._output = None
+                    self.scores.clear_rows()
+                self._show_corrections()
 
     # ----- reading the form -----------------------------------------------------------------------------
     def settings(self) -> Settings:
@@ -241,17 +281,17 @@ class P2SAMWidget(Container):
             background_parts=tuple(box.value for box in self.background_parts),
         )
 
-    def model_choice(self) -> ModelChoice:
-        """The model on the form; a checkpoint file must exist (raises :class:`LayerInputError`)."""
-        device = None if self.device.value == AUTO_DEVICE else self.device.value
+    def model_checkpoint(self) -> str:
+        """The model on the form: a registry name, or a checkpoint file that must exist (raises
+        :class:`LayerInputError`)."""
         if self.model.value != CHECKPOINT_FILE:
-            return ModelChoice(self.model.value, device, self.normalization.value)
-        path = Path(self.checkpoint.value)
+            return self.model.value
+        path = user_path(self.checkpoint.value)
         if str(self.checkpoint.value) in ("", ".") or path.is_dir():
             raise LayerInputError("no checkpoint file chosen: pick a SAM checkpoint (.pth) under 'checkpoint'")
         if not path.is_file():
             raise LayerInputError(f"the model file {path} does not exist: pick a SAM checkpoint file (.pth)")
-        return ModelChoice(str(path), device, self.normalization.value)
+        return str(path)
 
     def _model_changed(self, name: str) -> None:
         if name in MODELS:
@@ -267,7 +307,11 @@ class P2SAMWidget(Container):
         return self._starting or self._worker is not None
 
     def run(self, _value=None) -> None:
-        """Check the form and start a run in the background; every problem becomes a notification."""
+        """Check the form and start a run in the background; every problem becomes a notification.
+
+        A registry model not downloaded yet is downloaded first; no layer is
+        made before the model is there.
+        """
         if self.running:
             show_warning(f"P²SAM is already running on '{self._running_on}': wait for it to finish, or press Cancel")
             return
@@ -285,9 +329,7 @@ class P2SAMWidget(Container):
                 corrections=output.corrections() if output is not None else None,
             )
             settings = self.settings()
-            model = self.model_choice()
-            if self._cache is None:
-                self._cache = EmbeddingCache(self._cache_folder.name)
+            checkpoint = self.model_checkpoint()
         except (ValueError, OSError) as err:
             show_error(f"P²SAM: {err}")
             return
@@ -296,18 +338,58 @@ class P2SAMWidget(Container):
         self._running_on = output.labels.name if output is not None else f"{image.name} P²SAM"
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self.status.value = "starting…"
-        in_turns(self._starting_steps(image, job, settings, model, output))
+        self.status.value = ""
+        device = None if self.device.value == AUTO_DEVICE else self.device.value
+        options = dict(device=device, normalization=self.normalization.value, download_progress=self._meter)
+
+        def begin(model: ModelChoice | None, error: OSError | None = None) -> None:
+            if model is None or self._stop.is_set():
+                self._ended_before_start(error)
+            else:
+                in_turns(self._starting_steps(image, job, settings, model, output))
+
+        if checkpoint not in MODELS or model_path(checkpoint).is_file():
+            begin(resolve_model(checkpoint, **options))
+            return
+        self._show_progress_text(f"downloading {checkpoint}…")
+        self._meter.model, self._meter.done, self._meter.total = checkpoint, 0, None
+        self._download_timer.start()
+        fetch = create_worker(resolve_or_error, checkpoint, **options)
+        fetch.returned.connect(lambda outcome: begin(*outcome))
+        fetch.start()
+
+    def _ended_before_start(self, error: Exception | None) -> None:
+        """A download failed (``error``) or was cancelled: nothing was made; say what to do."""
+        self._download_timer.stop()
+        self._meter.close()
+        name = self.model.value
+        if error is None:
+            self.last_summary = RunSummary(cancelled=True)
+            show_info(f"P²SAM cancelled while downloading {name}")
+        else:
+            log.error("P²SAM: %s", error)
+            self.last_summary = RunSummary(error=str(error))
+            show_error(
+                f"P²SAM: model {name} is not here and could not be downloaded ({type(error).__name__}). "
+                f"Put {MODELS[name].file_name} in {model_path(name).parent} by hand, or run "
+                f"`napari-p2sam models download {name}` where there is internet; or choose a checkpoint file. "
+                "Details are in the terminal."
+            )
+        self._starting = False
+        self._end_of_run_controls()
+        self.model.reset_choices()
+        self._show_progress_text("")
 
     def _starting_steps(
         self, image, job, settings: Settings, model: ModelChoice, output: RunOutput | None
     ) -> Iterator[None]:
         """The steps that start a run; at each ``yield`` napari gets a turn of its event loop.
 
-        napari takes 0.1–0.3 s to build a layer, to draw it the first time and
-        to open its first progress bar (software OpenGL), so each is a step of
-        its own and napari draws and handles input in between. A rerun reuses
-        its output layers.
+        napari takes 0.1–0.3 s to build a layer and to draw it the first
+        time (software OpenGL), so each is a step of its own and napari draws
+        and handles input in between. A rerun reuses its output layers; if
+        it uses another model or settings, the earlier results are cleared
+        first (corrected frames stay), so that no frame shows a mix.
         """
         if output is None:
             labels = add_output_labels(self.viewer, job, self._running_on)
@@ -317,33 +399,62 @@ class P2SAMWidget(Container):
             yield
             points.visible = True  # its first draw is napari's longest step
             yield
+        made_with = (model, settings)
+        if output.made_with not in (None, made_with):
+            output.clear_results()
+            show_info(
+                f"P²SAM: the results in '{output.labels.name}' came from another model or other settings; "
+                "they were cleared (corrected frames kept) and this run fills the frames again"
+            )
+        output.made_with = made_with
         self._output = output
         self.scores.clear_rows()
         self._dock_scores()
-        self._progress = progress(total=len(job.frame_range), desc=f"P²SAM on '{job.image_name}'")
         yield
         self._start(job, settings, model)
 
     def _start(self, job, settings: Settings, model: ModelChoice) -> None:
+        frames = job.frame_range
         worker = create_worker(
-            run_job_reporting_errors, job, settings, model,
-            models=self._models, meter=self._meter, cache=self._cache, should_stop=self._stop.is_set,
-            threads=max(1, torch.get_num_threads() - 1),  # leave a core to napari, so it stays smooth
+            self._engine.run, job.frames, job.references, frames, settings, model,
+            cache_folder=self._cache_folder.name, should_stop=self._stop.is_set,
+            threads=max(1, (os.cpu_count() or 2) - 1),  # leave a core to napari, so it stays smooth
             _start_thread=False,
         )
         worker.yielded.connect(self._frame_done)
         worker.returned.connect(self._report)
         worker.finished.connect(self._finished)
         self._worker, self._starting = worker, False
-        self.status.value = f"running on {len(job.frame_range)} frame(s)…"
-        self._download_timer.start()
+        self._frames_run = frames
+        self._run_started = time.monotonic()
+        self.progress_bar.max, self.progress_bar.value = len(frames), 0
+        self.progress_bar.visible = True
+        self._show_progress_text(f"0 / {len(frames)} frames · loading the model, then frame {frames[0]}")
+        self._download_timer.stop()
+        self._meter.close()
         worker.start()
 
     def cancel(self, _value=None) -> None:
-        """Stop after the current frame; finished frames stay in the output layer."""
+        """Stop within a second or two; finished frames stay in the output layer, a half-done one is dropped."""
         if self.running:
             self._stop.set()
-            self.status.value = "stopping after the current frame…"
+            self._show_progress_text("stopping…")
+
+    def _show_progress_text(self, text: str) -> None:
+        self.progress_text.value = text
+        self.progress_text.visible = bool(text)
+
+    def _show_progress(self, progress) -> None:
+        """Frames done of the total, the time left and the frame being worked on, in the dock."""
+        frames = self._frames_run
+        self.progress_bar.value = progress.done
+        parts = [f"{progress.done} / {progress.total} frames"]
+        if progress.eta_s is not None and progress.done < progress.total:
+            parts.append(f"about {format_seconds(progress.eta_s)} left")
+        if progress.done < progress.total:
+            parts.append(f"now frame {frames[progress.done]}")
+        if not self._stop.is_set():
+            self._show_progress_text(" · ".join(parts))
 
     def _frame_done(self, update: FrameUpdate) -> None:
         """Queue a finished frame; it is shown at once, or with the next ones if frames come faster
@@ -364,12 +475,7 @@ class P2SAMWidget(Container):
         output.write(results, shown_frame=self.shown_frame(output))
         for result in results:
             self.scores.add(result)
-        bar = self._progress  # napari's progress bar processes events: _finished may run inside it
-        if bar is not None:
-            latest = updates[-1].progress
-            if latest.eta_s is not None:
-                bar.set_description(f"P²SAM: about {format_seconds(latest.eta_s)} left")
-            bar.update(latest.done - bar.n)
+        self._show_progress(updates[-1].progress)
 
     def _report(self, summary: RunSummary) -> None:
         self._show_pending()
@@ -378,34 +484,36 @@ class P2SAMWidget(Container):
         if summary.error:
             kept = f" ({summary.done} finished frame(s) kept in '{name}')" if summary.done else ""
             show_error(f"P²SAM stopped: {summary.error}{kept}")
+            self._show_progress_text(f"stopped by an error after {summary.done} / {summary.total} frames")
         elif summary.cancelled:
             show_info(f"P²SAM cancelled: {summary.done} of {summary.total} frame(s) kept in '{name}'")
+            self._show_progress_text(f"cancelled: {summary.done} / {summary.total} frames kept")
         else:
             show_info(
                 f"P²SAM: {summary.done} frame(s) in {format_seconds(summary.seconds)}, "
                 f"{summary.encoded} encoded (the rest from the cache or painted)"
             )
+            self._show_progress_text(f"done: {summary.done} frames in {format_seconds(summary.seconds)}")
 
     def _show_download(self) -> None:
-        """While a named model downloads (before the first frame), say how far it is."""
-        meter, bar = self._meter, self._progress
-        if meter.model is not None and bar is not None:
+        """While a registry model downloads, say how far it is."""
+        meter = self._meter
+        if meter.model is not None:
             total = f" of {meter.total / 1e6:.0f}" if meter.total else ""
-            bar.set_description(f"P²SAM: downloading {meter.model}, {meter.done / 1e6:.0f}{total} MB")
+            self._show_progress_text(f"downloading {meter.model}: {meter.done / 1e6:.0f}{total} MB")
 
     def _finished(self) -> None:
         self._show_pending()
         self._output.show_prompts()
-        self._download_timer.stop()
-        self._meter.close()
         self._worker = None
-        bar, self._progress = self._progress, None
-        if bar is not None:
-            bar.close()
+        self._end_of_run_controls()
+        self.model.reset_choices()  # a model downloaded for this run is no longer marked as a download
+        self._show_corrections()
+
+    def _end_of_run_controls(self) -> None:
         self.run_button.enabled = True
         self.cancel_button.enabled = False
-        self.model.reset_choices()  # a model downloaded by this run is no longer marked as a download
-        self._show_corrections()
+        self.progress_bar.visible = False
 
     def _dock_scores(self) -> None:
         window = getattr(self.viewer, "window", None)
@@ -457,6 +565,22 @@ class P2SAMWidget(Container):
         output = self._outputs.get(self.image.value) if self.image.value is not None else None
         frames = sorted(output.corrected) if output is not None else []
         self.status.value = f"corrected frames used as references: {', '.join(map(str, frames))}" if frames else ""
+
+
+def resolve_or_error(checkpoint: str, **options) -> tuple[ModelChoice | None, OSError | None]:
+    """:func:`resolve_model` for a thread worker: (model, None), or (None, the error) for the dock to explain."""
+    try:
+        return resolve_model(checkpoint, **options), None
+    except OSError as err:
+        return None, err
+
+
+def start_engine(engine: EngineProcess) -> None:
+    """Start ``engine``'s process (blocks); a failure is logged here and reported again by the next run."""
+    try:
+        engine.connect()
+    except OSError as err:
+        log.warning("P²SAM: the model's process did not start: %s", err)
 
 
 def in_turns(steps: Iterator[None]) -> None:
