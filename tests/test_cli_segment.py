@@ -61,7 +61,8 @@ def test_tiff_stack_with_a_2d_mask(small_checkpoint, small_model, stack, mask, t
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, {2: mask}))
     np.testing.assert_array_equal(labels[2], mask)  # the painted frame keeps its paint (value 255)
     assert "wrote" in capsys.readouterr().out
-    assert not (tmp_path / "out.tif.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tif.napari-p2sam.lock", "mask.png", "out.tif",
+                                                          "stack.tif"]
 
 
 def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, small_model, stack, tmp_path):
@@ -89,7 +90,7 @@ def test_folder_to_pngs_with_a_frame_range(small_checkpoint, small_model, stack,
     out = tmp_path / "masks"
     assert segment(folder, "--checkpoint", small_checkpoint, "--reference-mask", tmp_path / "mask.png",
                    "--out", out, "--format", "png", "--frames", "1:4", *FAST) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".napari-p2sam.json", "00001.png", "00002.png", "00003.png"]
     expected = expected_labels(small_model, stack, {0: mask})
     for i in (1, 2, 3):
         np.testing.assert_array_equal(np.array(Image.open(out / f"{i:05d}.png")), expected[i])
@@ -155,7 +156,8 @@ def test_killed_run_resumes_with_identical_output(small_checkpoint, small_model,
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"encoded {8 - kept} frame(s), {kept} from the cache" in again.stdout
-    assert not (tmp_path / "out.tif.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tif.napari-p2sam.lock", "cache", "mask.png",
+                                                          "out.tif", "stack.tif"]  # the killed run's partial is gone
     uninterrupted = expected_labels(small_model, frames, {0: mask}, Settings(variant="medical", parts=(1, 2)))
     np.testing.assert_array_equal(tifffile.imread(out), uninterrupted)
 
@@ -196,10 +198,11 @@ def test_existing_output_is_never_overwritten(checkpoint, inputs, capsys):
         capsys, *base, "--out", inputs / "out.tif"
     )
     assert "pngs already exists" in fails(capsys, *base, "--out", inputs / "pngs", "--format", "png")
+    assert "out.tif was not written by napari-p2sam, so it is not replaced" in fails(
+        capsys, *base, "--out", inputs / "out.tif", "--overwrite"
+    )
     assert (inputs / "out.tif").read_bytes() == b"precious"
     assert (inputs / "pngs" / "a.png").read_bytes() == b"precious too"
-    assert segment(*base, "--out", inputs / "out.tif", "--overwrite") == 0
-    assert tifffile.imread(inputs / "out.tif").shape == (5, 48, 64)
 
 
 @pytest.mark.parametrize(

@@ -106,14 +106,14 @@ def test_writers_save_tiff_and_png_folders(tmp_path):
 
     [folder] = _writer.write_png_folder(str(tmp_path / "masks.png"), labels, {})
     names = sorted(p.name for p in (tmp_path / "masks").iterdir())
-    assert folder == str(tmp_path / "masks") and names == ["00000.png", "00001.png", "00002.png"]
+    assert folder == str(tmp_path / "masks") and names == [".napari-p2sam.json", "00000.png", "00001.png", "00002.png"]
     second = np.array(Image.open(tmp_path / "masks" / "00001.png"))
     np.testing.assert_array_equal(second, labels[1])
     assert np.array(Image.open(tmp_path / "masks" / "00002.png"))[0, 0] == 300  # 16-bit when needed
 
-    with pytest.raises(ValueError, match="negative values cannot be saved as PNG"):
+    with pytest.raises(ValueError, match=r"label values -300\.\.0 do not fit a PNG \(0\.\.65535\); save them as TIFF"):
         _writer.write_png_folder(str(tmp_path / "bad"), -labels, {})
-    with pytest.raises(ValueError, match="does not fit in a 16-bit PNG"):
+    with pytest.raises(ValueError, match=r"label values 0\.\.300000 do not fit a PNG"):
         _writer.write_png_folder(str(tmp_path / "big"), labels * 1000, {})
 
 

@@ -2,8 +2,10 @@
 
 The PNG folder is named after the chosen path without ``.png``
 (``masks.png`` → ``masks/``), and holds ``00000.png``, ``00001.png``, … one per
-frame (leading axes flattened in order); labels are saved as 8-bit PNGs, or
-16-bit when a label value exceeds 255.
+frame (leading axes flattened in order) and the marker ``.napari-p2sam.json``;
+labels are saved as 8-bit PNGs, or 16-bit when a label value exceeds 255.
+An existing folder is replaced only if napari-p2sam wrote it (napari's save
+dialog asked about ``masks.png``, not about the folder).
 """
 
 from __future__ import annotations
@@ -12,30 +14,33 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.images import label_dtype, write_labels_tiff
+from .io.label_files import png_dtype, write_label_pngs, write_label_tiff
+from .io.outputs import check_replaceable, locked, write_output
 
 
 def write_tiff(path: str, data, meta: dict) -> list[str]:
     """Write a labels layer as one compressed TIFF (napari's save dialog already asked about overwriting)."""
-    return [str(write_labels_tiff(path, np.asarray(data), overwrite=True))]
+    labels = np.asarray(data)
+    path = Path(path)
+    frames = labels.reshape((-1,) + labels.shape[-2:])
+    with locked(path, lambda: check_not_a_folder(path)):
+        write_output(path, lambda temporary: write_label_tiff(temporary, frames, labels.shape, labels.dtype))
+    return [str(path)]
 
 
 def write_png_folder(path: str, data, meta: dict) -> list[str]:
     """Write a labels layer as a folder of PNGs, one per frame; returns the folder."""
-    from PIL import Image
-
     labels = np.asarray(data)
-    if labels.size and labels.min() < 0:
-        raise ValueError("labels with negative values cannot be saved as PNG; save them as TIFF")
-    largest = int(labels.max()) if labels.size else 0
-    if largest > np.iinfo(np.uint16).max:
-        raise ValueError(f"label {largest} does not fit in a 16-bit PNG; save the labels as TIFF")
-    dtype = label_dtype(largest)
+    dtype = png_dtype(int(labels.min()), int(labels.max())) if labels.size else np.dtype(np.uint8)
     folder = Path(path)
     folder = folder.with_suffix("") if folder.suffix.lower() == ".png" else folder
-    folder.mkdir(parents=True, exist_ok=True)
     frames = labels.reshape((-1,) + labels.shape[-2:])
-    digits = max(5, len(str(len(frames) - 1)))
-    for index, frame in enumerate(frames):
-        Image.fromarray(frame.astype(dtype)).save(folder / f"{index:0{digits}d}.png")
+    with locked(folder, lambda: check_replaceable(folder)):
+        write_output(folder, lambda temporary: write_label_pngs(temporary, enumerate(frames), len(frames), dtype))
     return [str(folder)]
+
+
+def check_not_a_folder(path: Path) -> None:
+    """napari's save dialog asked about replacing a file: a folder or a link there is replaced only if ours."""
+    if path.is_dir() or path.is_symlink():
+        check_replaceable(path)

@@ -10,16 +10,17 @@ over the whole stack (change with --limits or --percentiles).
 with a non-zero pixel is painted. Each label value is one object and keeps
 its value in the output.
 
-OUT: a label TIFF (--format tif, written frame by frame) or a folder of one
-PNG per frame (--format png). It is never overwritten without --overwrite.
-With --cache DIR, a rerun (e.g. after a kill, or with other settings)
-encodes only the frames not cached yet.
+OUT: a label TIFF (--format tif, written frame by frame; name it .tif) or a
+folder of one PNG per frame (--format png). It is never overwritten without
+--overwrite, which replaces only an output napari-p2sam wrote, never an input,
+a mask, a cache or a folder of other files. It appears when complete; one
+run at a time may write it. With --cache DIR, a rerun (e.g. after a kill, or
+with other settings) encodes only the frames not cached yet.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from ..engine.propagate import Progress, Propagation, painted_frames, propagate
 from ..engine.reference import ReferenceError
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
-from ..io.images import label_dtype
+from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
+from ..io.outputs import check_output, locked, write_output
 from ..models.loading import load_model
 
 FORMATS = ("tif", "png")
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-frame", type=int, help="frame a 2D mask was painted on (default 0)")
     parser.add_argument("--out", required=True, type=Path, help="output label TIFF, or folder for --format png")
     parser.add_argument("--format", choices=FORMATS, default="tif", help="tif: one label TIFF; png: one PNG per frame")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier output of ours")
     parser.add_argument("--frames", type=frame_slice, metavar="START:STOP", help="segment frames START..STOP-1 only")
     parser.add_argument("--cache", type=Path, metavar="DIR", help="keep image embeddings in DIR for later runs")
     parser.add_argument(
@@ -157,59 +159,35 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     return range(start, stop)
 
 
-def partial_path(out: Path) -> Path:
-    """Where OUT is written until it is complete (replaced at the next run if a run was killed)."""
-    return out.with_name(out.name + ".partial")
-
-
-def write_tiff(path: Path, propagation: Propagation, frame_shape: tuple[int, int], dtype: np.dtype) -> int:
-    """Write each frame's labels as it arrives, as one label TIFF; returns the frame count written."""
-    import tifffile
-
-    count = len(propagation.frame_range)
-    written = 0
-
-    def pages():
-        nonlocal written
-        for result in propagation:
-            written += 1
-            yield result.labels.astype(dtype, copy=False)
-
-    shape = (count, *frame_shape) if count > 1 else frame_shape
-    with tifffile.TiffWriter(path) as tiff:
-        tiff.write(pages(), shape=shape, dtype=dtype, compression="zlib", photometric="minisblack")
-    return written
-
-
-def write_pngs(folder: Path, propagation: Propagation, count: int, dtype: np.dtype) -> int:
-    """Write one PNG per frame (``00012.png`` = frame 12) as frames arrive; returns the count written."""
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    digits = max(5, len(str(count - 1)))
-    written = 0
-    for result in propagation:
-        Image.fromarray(result.labels.astype(dtype, copy=False)).save(folder / f"{result.index:0{digits}d}.png")
-        written += 1
-    return written
+def write_labels(path: Path, fmt: str, propagation: Propagation, frame_shape: tuple[int, int], count: int,
+                 dtype: np.dtype) -> int:
+    """Write each frame's labels as it arrives: one label TIFF, or one PNG per frame (``count``: the stack's frames)."""
+    if fmt == "tif":
+        frames = len(propagation.frame_range)
+        shape = (frames, *frame_shape) if frames > 1 else frame_shape
+        return write_label_tiff(path, (result.labels for result in propagation), shape, dtype)
+    return write_label_pngs(path, ((result.index, result.labels) for result in propagation), count, dtype)
 
 
 def output_dtype(propagation: Propagation, fmt: str) -> np.dtype:
     """The label dtype to write; PNG takes non-negative labels up to 65535."""
-    values = [int(v) for labels in propagation.painted.values() for v in (labels.min(), labels.max())]
     if fmt == "tif":
         return propagation.label_dtype
-    if min(values) < 0 or max(values) > 65535:
-        raise ValueError(
-            f"label values {min(values)}..{max(values)} do not fit a PNG (0..65535); use --format tif"
-        )
-    return label_dtype(max(values))
+    values = [int(v) for labels in propagation.painted.values() for v in (labels.min(), labels.max())]
+    return png_dtype(min(values), max(values))
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """Refuse an OUT that may not be written or replaced (see :mod:`napari_p2sam.io.outputs`)."""
+    keep = {"input": args.input, "reference mask": args.reference_mask}
+    if args.cache:
+        keep["cache folder"] = args.cache
+    check_output(args.out, args.format, overwrite=args.overwrite, keep=keep)
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_out(args)
     settings = settings_from_args(args)
     cache = EmbeddingCache(args.cache) if args.cache else None
     source = open_source(args.input, skip_unreadable=args.skip_unreadable)
@@ -225,22 +203,14 @@ def run(args: argparse.Namespace) -> int:
         cache=cache, limits=pixels.limits, channel=pixels.channel, progress=bar.show,
     )
     dtype = output_dtype(propagation, args.format)
-    partial = partial_path(out)
-    remove(partial)
     try:
-        if args.format == "tif":
-            written = write_tiff(partial, propagation, source.frame_shape, dtype)
-        else:
-            written = write_pngs(partial, propagation, len(source), dtype)
-    except BaseException:
-        remove(partial)
-        raise
+        with locked(out, lambda: check_out(args)):
+            written = write_output(
+                out, lambda path: write_labels(path, args.format, propagation, source.frame_shape, len(source), dtype)
+            )
     finally:
         bar.close()
         source.close()
-    if out.exists():
-        remove(out)
-    partial.rename(out)
     objects = sorted({int(v) for labels in references.values() for v in np.unique(labels) if v != 0})
     reused = f", {cache.stats.hits} from the cache" if cache else ""
     print(
@@ -269,11 +239,3 @@ class ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def remove(path: Path) -> None:
-    """Delete a file or folder if it exists."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()

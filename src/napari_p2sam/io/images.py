@@ -1,4 +1,4 @@
-"""Read images and masks from disk; write label stacks. No napari here."""
+"""Read images and masks from disk. No napari here."""
 
 from __future__ import annotations
 
@@ -40,14 +40,3 @@ def label_dtype(max_label: int) -> np.dtype:
             return np.dtype(dtype)
     raise ValueError(f"label value {max_label} is too large")
 
-
-def write_labels_tiff(path: str | Path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a label image or stack ``(T, H, W)`` as a compressed TIFF; never overwrites unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another --out or pass --overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tifffile.imwrite(tmp, labels, compression="zlib", photometric="minisblack")
-    tmp.replace(path)
-    return path

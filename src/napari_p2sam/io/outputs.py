@@ -1,0 +1,156 @@
+"""Where an output may be written, and how it replaces an old one without losing anything.
+
+Rules:
+
+- An output is never an input, a reference mask or a cache folder, nor a
+  folder holding one or inside one, nor the current folder or a parent of it.
+- An existing output is replaced only when asked, and only if it is a label
+  output we wrote (:func:`~napari_p2sam.io.label_files.not_ours`).
+- One run at a time writes an output: a lock file ``.NAME.napari-p2sam.lock``
+  beside it (left in place, as lock files are); a second run is refused.
+- A run writes under its own temporary name beside the output
+  (``.NAME.<pid>-<random>.napari-p2sam-partial``) and renames it into place
+  when complete. A failed run removes its temporary; those left by a killed
+  run are removed by the next run on that output. No other name is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from .images import TIFF_SUFFIXES
+from .label_files import delete_ours, not_ours
+
+PARTIAL_SUFFIX = ".napari-p2sam-partial"
+T = TypeVar("T")
+
+
+class OutputError(OSError):
+    """An output path that must not be written, with what to do instead."""
+
+
+def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path]) -> None:
+    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif" or "png").
+
+    ``keep``: what the run reads, e.g. ``{"input": path, "reference mask": path}``;
+    ``out`` may not be any of these, hold one, or lie inside one.
+    """
+    target = out.resolve()
+    for what, path in keep.items():
+        relation = overlap(target, path.resolve())
+        if relation:
+            raise OutputError(f"--out {out} {relation} the {what} {path}; choose another --out")
+    if Path.cwd().resolve().is_relative_to(target):
+        raise OutputError(f"--out {out} is the current folder or one of its parents; choose another --out")
+    suffix = out.suffix.lower()
+    if fmt == "tif" and suffix not in TIFF_SUFFIXES:
+        raise OutputError(
+            f"--out {out} does not end in .tif or .tiff: name it {out.stem}.tif, or pass --format png for PNGs"
+        )
+    if fmt == "png" and suffix in (*TIFF_SUFFIXES, ".png"):
+        raise OutputError(f"--format png writes a folder of PNGs: give --out a folder name such as {out.stem}")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
+        check_replaceable(out)
+
+
+def overlap(target: Path, kept: Path) -> str | None:
+    """How the resolved path ``target`` overlaps ``kept``: "is", "holds", "is inside", or None."""
+    if target == kept:
+        return "is"
+    if kept.is_relative_to(target):
+        return "holds"
+    if target.is_relative_to(kept):
+        return "is inside"
+    return None
+
+
+def check_replaceable(out: Path) -> None:
+    """Raise :class:`OutputError` if ``out`` exists and is not a label output we wrote."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    reason = not_ours(out)
+    if reason:
+        raise OutputError(f"{out} {reason}, so it is not replaced; choose another --out, or delete it yourself")
+
+
+@contextmanager
+def locked(out: Path, check: Callable[[], None]) -> Iterator[None]:
+    """Hold the lock of ``out`` (creating its folder if needed), or raise :class:`OutputError` if a run holds it.
+
+    ``check()`` (raising if ``out`` may not be written) runs before, so that a
+    refusal leaves nothing behind, and again once the lock is held, as another
+    run may have written ``out`` meanwhile. While held, temporaries left beside
+    ``out`` by killed runs are removed.
+    """
+    from filelock import FileLock, Timeout
+
+    check()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out.with_name(f".{out.name}.napari-p2sam.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputError(
+            f"another napari-p2sam run is writing {out}; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        check()
+        for leftover in partials(out):
+            remove_partial(leftover)
+        yield
+    finally:
+        lock.release()
+
+
+def write_output(out: Path, write: Callable[[Path], T]) -> T:
+    """``write(temporary)`` beside ``out``, then rename it to ``out``, replacing what is there; returns its result.
+
+    Call it holding :func:`locked`, after checking that ``out`` may be replaced.
+    If ``write`` fails, its temporary is removed and ``out`` is untouched.
+    """
+    temporary = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
+    try:
+        result = write(temporary)
+    except BaseException:
+        remove_partial(temporary)
+        raise
+    install(temporary, out)
+    return result
+
+
+def install(temporary: Path, out: Path) -> None:
+    """Rename ``temporary`` to ``out``: a file over a file at once; a folder, or a file by a folder, moved aside first."""
+    if not out.exists() or (out.is_file() and temporary.is_file()):
+        os.replace(temporary, out)
+        return
+    old = temporary.with_name(temporary.name.removesuffix(PARTIAL_SUFFIX) + ".napari-p2sam-old")
+    out.rename(old)
+    try:
+        temporary.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    delete_ours(old)
+
+
+def partials(out: Path) -> Iterable[Path]:
+    """The temporaries of runs writing ``out`` (each run's name holds its pid and a random part)."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"\d+-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX))
+    return [p for p in out.parent.iterdir() if pattern.fullmatch(p.name)]
+
+
+def remove_partial(temporary: Path) -> None:
+    """Delete one of our temporaries (a TIFF, or a folder of PNGs and its marker), if it exists."""
+    if temporary.is_dir():
+        for path in temporary.iterdir():
+            path.unlink()
+        temporary.rmdir()
+    else:
+        temporary.unlink(missing_ok=True)
