@@ -193,9 +193,8 @@ DAMAGES = [delete_chunk, delete_metadata, flip_bytes, swap_chunks]
 
 def files_digest(folder: Path) -> dict[str, str]:
     """relative path → sha256 of every file under ``folder``."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def damage_warnings(caught) -> list[str]:

@@ -138,7 +138,9 @@ class EmbeddingCache:
                 raise ValueError("its signature does not match its pixels and model")
             features = np.asarray(array[...])
             if entry_checksum(record, features) != checksum:
-                raise ValueError("its content does not match its checksum: a chunk is missing, changed or another entry's")
+                raise ValueError(
+                    "its content does not match its checksum: a chunk is missing, changed or another entry's"
+                )
             input_size, original_size = tuple(record["input_size"]), tuple(record["original_size"])
         except Exception as err:  # any damage to an entry means the same: encode the frame again
             warnings.warn(
