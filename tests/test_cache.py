@@ -21,6 +21,7 @@ from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.propagate import propagate
 
 from .conftest import save_tiny_sam
+from .test_download import read_only
 
 FAST = Settings(method="persam")
 
@@ -254,6 +255,19 @@ def test_a_run_over_a_damaged_cache_gives_the_uncached_result(small_model, frame
         warnings.simplefilter("always")
         assert encoded(small_model, frames, references, cache) == 0, "the replaced entries are hits again"
     assert damage_warnings(caught) == []
+
+
+def test_a_damaged_entry_that_cannot_be_removed_stops_the_run_naming_it(small_model, frames, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache.embedding(small_model, frames[0])
+    entry = entry_of(tmp_path, small_model, frames[0])
+    flip_bytes([entry])
+    before = files_digest(tmp_path)
+    with read_only(entry.parent):
+        with pytest.warns(UserWarning, match="damaged cache entry"):
+            with pytest.raises(CacheError, match=f"cannot remove the damaged cache entry {entry} \\(.*\\); delete it"):
+                cache.embedding(small_model, frames[0])
+    assert files_digest(tmp_path) == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
