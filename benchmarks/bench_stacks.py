@@ -9,11 +9,17 @@ and the arithmetic of one frame (torch's FLOP counter): its encoding, which
 the warm cache removes, against its P²SAM work, which every run does. Their
 ratio bounds the rerun's speed-up when both run equally fast per FLOP.
 
+``verify``: one 512×512 frame encoded by that ViT-B, then read back from
+the cache many times: the median seconds of a verified read (``load``), of
+its checksum alone, and of the same zarr read without the checksum, against
+the seconds of encoding the frame.
+
 ``memory``: ``napari-p2sam segment`` on uint16 TIFF stacks of 50 and 500
 frames (256×256) with a small random SAM, ``--cache`` and TIFF output, each
 in its own process; prints each process's peak resident memory.
 
     python benchmarks/bench_stacks.py cache --frames 20        # a subset of the 200
+    python benchmarks/bench_stacks.py verify --reads 50
     python benchmarks/bench_stacks.py memory --counts 50 500
 """
 
@@ -32,7 +38,8 @@ import numpy as np
 import torch
 
 from napari_p2sam import SamModel, Settings, preset
-from napari_p2sam.engine.cache import EmbeddingCache
+from napari_p2sam.engine.cache import EmbeddingCache, encoder_key, entry_checksum, pixel_hash
+from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.propagate import propagate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +138,43 @@ def frame_flops(model: SamModel, frames: np.ndarray, mask: np.ndarray, settings:
     return encoding.get_total_flops(), segmenting.get_total_flops()
 
 
+def bench_verify(reads: int) -> None:
+    import zarr
+
+    model = random_vit_b()
+    frames, _ = moving_disc(1)
+    start = time.perf_counter()
+    embedding = encode_image(model, frames[0])
+    encode = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as folder:
+        cache = EmbeddingCache(folder)
+        cache.save(model, frames[0], embedding)
+        entry = Path(folder) / encoder_key(model) / pixel_hash(frames[0])
+        verified, plain, checksum = [], [], []
+        for _ in range(reads):
+            start = time.perf_counter()
+            cache.load(model, frames[0])
+            verified.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            array = zarr.open_array(str(entry), mode="r")
+            record = dict(array.attrs["napari_p2sam"])
+            features = np.asarray(array[...])
+            plain.append(time.perf_counter() - start)
+            record.pop("checksum")
+            start = time.perf_counter()
+            entry_checksum(record, features)
+            checksum.append(time.perf_counter() - start)
+    ms = {name: statistics.median(times) * 1e3 for name, times in (("verified", verified), ("plain", plain),
+                                                                    ("checksum", checksum))}
+    print(f"one 512×512 frame, SAM ViT-B (random weights), features {tuple(features.shape)} float32 "
+          f"({features.nbytes / 2**20:.0f} MiB), medians of {reads} reads, {machine()}\n")
+    print(f"encode the frame: {encode * 1e3:.0f} ms")
+    print(f"verified read (EmbeddingCache.load): {ms['verified']:.1f} ms; the same zarr read without the checksum: "
+          f"{ms['plain']:.1f} ms; the checksum alone: {ms['checksum']:.1f} ms")
+    print(f"the checksum adds {ms['checksum'] / ms['plain']:.0%} to a read and is {ms['checksum'] / (encode * 1e3):.3%} "
+          "of encoding the frame")
+
+
 def bench_memory(counts: list[int]) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.conftest import save_tiny_sam
@@ -178,11 +222,15 @@ def main() -> None:
     cache = sub.add_parser("cache", help="cold vs warm cache, ViT-B, 512×512")
     cache.add_argument("--frames", type=int, default=200)
     cache.add_argument("--preset", default="endoscopy-video")
+    verify = sub.add_parser("verify", help="a verified cache read vs a plain read vs encoding, ViT-B, 512×512")
+    verify.add_argument("--reads", type=int, default=50)
     memory = sub.add_parser("memory", help="peak RSS vs stack length")
     memory.add_argument("--counts", type=int, nargs="+", default=[50, 500])
     args = parser.parse_args()
     if args.bench == "cache":
         bench_cache(args.frames, args.preset)
+    elif args.bench == "verify":
+        bench_verify(args.reads)
     else:
         bench_memory(args.counts)
 

@@ -1,9 +1,13 @@
-"""Embedding cache: hits, misses, invalidation by model / preprocessing / pixels, atomic writes, bad folders."""
+"""Embedding cache: hits, misses, invalidation by model / preprocessing / pixels, atomic writes, damaged
+entries, bad folders."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +16,12 @@ import zarr
 
 import napari_p2sam.engine.cache as cache_module
 from napari_p2sam import Settings, load_model
-from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
+from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key, pixel_hash
 from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.propagate import propagate
 
 from .conftest import save_tiny_sam
+from .test_download import read_only
 
 FAST = Settings(method="persam")
 
@@ -145,6 +150,124 @@ def test_unwritable_cache_folder_is_refused_at_once(tmp_path):
         with pytest.raises(CacheError, match="cannot be written to.*choose another folder"):
             EmbeddingCache(folder)
     assert blocker.read_text() == "keep me"
+
+
+def entry_of(folder: Path, model, frame: np.ndarray) -> Path:
+    return folder / encoder_key(model) / pixel_hash(frame)
+
+
+def chunk_of(entry: Path) -> Path:
+    """The one data chunk of a cache entry (zarr names it c/0/0/0)."""
+    (chunk,) = [p for p in entry.rglob("*") if p.is_file() and p.name != "zarr.json"]
+    return chunk
+
+
+def delete_chunk(entries: list[Path]) -> list[Path]:
+    chunk_of(entries[0]).unlink()
+    return entries[:1]
+
+
+def delete_metadata(entries: list[Path]) -> list[Path]:
+    (entries[0] / "zarr.json").unlink()
+    return entries[:1]
+
+
+def flip_bytes(entries: list[Path]) -> list[Path]:
+    chunk = chunk_of(entries[0])
+    data = bytearray(chunk.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0x5A for b in data[middle : middle + 16])
+    chunk.write_bytes(bytes(data))
+    return entries[:1]
+
+
+def swap_chunks(entries: list[Path]) -> list[Path]:
+    first, second = chunk_of(entries[0]), chunk_of(entries[1])
+    first_bytes, second_bytes = first.read_bytes(), second.read_bytes()
+    first.write_bytes(second_bytes)
+    second.write_bytes(first_bytes)
+    return entries[:2]
+
+
+DAMAGES = [delete_chunk, delete_metadata, flip_bytes, swap_chunks]
+
+
+def files_digest(folder: Path) -> dict[str, str]:
+    """relative path → sha256 of every file under ``folder``."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def damage_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if "damaged cache entry" in str(w.message)]
+
+
+def assert_warned_once_each(messages: list[str], damaged: list[Path]) -> None:
+    """One message per damaged entry, naming it."""
+    named = sorted(str(entry) for message in messages for entry in damaged if str(entry) in message)
+    assert len(messages) == len(damaged) and named == sorted(map(str, damaged)), messages
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_entry_is_reported_once_encoded_again_and_replaced(small_model, frames, tmp_path, damage):
+    cache = EmbeddingCache(tmp_path)
+    direct = [encode_image(small_model, frame) for frame in frames]
+    for frame in frames:
+        cache.embedding(small_model, frame)
+    entries = [entry_of(tmp_path, small_model, frame) for frame in frames]
+    damaged = damage(entries[1:3])
+    untouched = {entry: files_digest(entry) for entry in entries if entry not in damaged}
+    frames_before = hashlib.sha256(frames.tobytes()).hexdigest()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = [cache.embedding(small_model, frame) for frame in frames]
+        again = [cache.embedding(small_model, frame) for frame in frames]
+
+    for embedding, expected in zip(first + again, direct + direct, strict=True):
+        assert torch.equal(embedding.features, expected.features)
+        assert (embedding.input_size, embedding.original_size) == (expected.input_size, expected.original_size)
+    assert_warned_once_each(damage_warnings(caught), damaged)
+    assert cache.stats.misses == len(frames) + len(damaged), "each damaged entry encoded once, then read again"
+    assert all(cache.load(small_model, frames[entries.index(e)]) is not None for e in damaged), "replaced on disk"
+    assert {entry: files_digest(entry) for entry in untouched} == untouched, "the other entries were not rewritten"
+    assert hashlib.sha256(frames.tobytes()).hexdigest() == frames_before
+    assert not [p for p in (tmp_path / encoder_key(small_model)).iterdir() if p.name.startswith(".")], "no leftovers"
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_run_over_a_damaged_cache_gives_the_uncached_result(small_model, frames, references, tmp_path, damage):
+    uncached = [result.labels for result in propagate(small_model, frames, references, FAST)]
+    cache = EmbeddingCache(tmp_path)
+    for frame in frames:
+        cache.embedding(small_model, frame)
+    damaged = damage([entry_of(tmp_path, small_model, frame) for frame in frames[1:3]])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = propagate(small_model, frames, references, FAST, cache=cache)
+        labels = [result.labels for result in run]
+    assert all(np.array_equal(a, b) for a, b in zip(labels, uncached, strict=True))
+    assert run.encoded == len(damaged)
+    assert_warned_once_each(damage_warnings(caught), damaged)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert encoded(small_model, frames, references, cache) == 0, "the replaced entries are hits again"
+    assert damage_warnings(caught) == []
+
+
+def test_a_damaged_entry_that_cannot_be_removed_stops_the_run_naming_it(small_model, frames, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache.embedding(small_model, frames[0])
+    entry = entry_of(tmp_path, small_model, frames[0])
+    flip_bytes([entry])
+    before = files_digest(tmp_path)
+    with read_only(entry.parent):
+        with pytest.warns(UserWarning, match="damaged cache entry"):
+            with pytest.raises(CacheError, match=f"cannot remove the damaged cache entry {entry} \\(.*\\); delete it"):
+                cache.embedding(small_model, frames[0])
+    assert files_digest(tmp_path) == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

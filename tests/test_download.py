@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +60,34 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def read_only(folder: Path):
+    """Make ``folder`` and its files read-only, as on a read-only mount (for root too: ``chattr +i``); undone after."""
+    paths = [folder, *folder.iterdir()]
+    if os.geteuid() != 0:
+        modes = [path.stat().st_mode for path in paths]
+        for path in paths:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for path, mode in zip(paths, modes):
+                path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", *map(str, paths)], capture_output=True).returncode:
+        pytest.skip("as root, a read-only folder needs `chattr +i` (a Linux file system that supports it)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", *map(str, paths)], check=True)
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """file name → sha256 of every file in ``folder``."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def test_download_verifies_caches_and_loads(server, cache, monkeypatch, checkpoint_bytes):
@@ -165,6 +195,70 @@ def test_hand_placed_file_is_checked(cache, monkeypatch, checkpoint_bytes):
     assert load_model("vit_b", device="cpu").identity == hashlib.sha256(checkpoint_bytes).hexdigest()
 
 
+def test_a_wrong_file_in_a_read_only_folder_is_still_a_mismatch(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    cache.mkdir(parents=True)
+    dl.model_path("vit_b").write_bytes(checkpoint_bytes[:-1] + b"!")
+    before = folder_state(cache)
+    with read_only(cache):
+        for attempt in (lambda: load_model("vit_b", device="cpu"), lambda: dl.download("vit_b", progressbar=False)):
+            with pytest.raises(dl.ChecksumMismatchError) as failure:
+                attempt()
+            message = str(failure.value)
+            assert "Errno" not in message
+            assert f"{dl.model_path('vit_b')} is not the vit_b checkpoint" in message
+            assert "will not be used, but it could not be set aside (" in message and "by hand" in message
+    assert folder_state(cache) == before, "nothing was moved, written or deleted"
+    assert server.requests_for(FILE) == [], "a download could not have replaced it"
+
+
+def test_a_right_file_in_a_read_only_folder_is_used_without_a_download(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    cache.mkdir(parents=True)
+    dl.model_path("vit_b").write_bytes(checkpoint_bytes)
+    before = folder_state(cache)
+    with read_only(cache):
+        assert dl.download("vit_b", progressbar=False) == dl.model_path("vit_b")
+    assert folder_state(cache) == before and server.requests_for(FILE) == []
+
+
+def test_downloading_into_a_read_only_folder_names_it_in_words(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    cache.mkdir(parents=True)
+    with read_only(cache):
+        with pytest.raises(dl.ModelFileError) as failure:
+            dl.download("vit_b", progressbar=False)
+    message = str(failure.value)
+    assert message.startswith(f"cannot download vit_b into {cache} (") and "Errno" not in message
+    assert "make the folder writable for this user, or set NAPARI_P2SAM_CACHE" in message
+    assert list(cache.iterdir()) == [] and server.requests_for(FILE) == []
+
+
+def test_a_models_folder_that_cannot_be_created_is_named(tmp_path, monkeypatch, checkpoint_bytes):
+    (tmp_path / "a-file").write_bytes(b"keep me")
+    monkeypatch.setenv(dl.CACHE_ENV, str(tmp_path / "a-file"))
+    with pytest.raises(dl.ModelFileError) as failure:
+        dl.download("vit_b", progressbar=False)
+    message = str(failure.value)
+    assert message.startswith(f"cannot create the models folder {tmp_path / 'a-file' / 'models'} (not a directory)")
+    assert "Errno" not in message and dl.CACHE_ENV in message
+    assert (tmp_path / "a-file").read_bytes() == b"keep me"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device whose writes fail: disk full")
+def test_a_full_disk_is_said_in_words_and_the_part_is_kept(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    cache.mkdir(parents=True)
+    dl.partial_path("vit_b").symlink_to("/dev/full")  # every write to the partial file fails with ENOSPC
+    with pytest.raises(dl.ModelFileError) as failure:
+        dl.download("vit_b", progressbar=False)
+    message = str(failure.value)
+    part = dl.partial_path("vit_b")
+    assert message.startswith(f"cannot write the download of vit_b to {part} (no space left on device)")
+    assert "free some disk space" in message and "the same command resumes" in message and "Errno" not in message
+    assert not dl.model_path("vit_b").exists()
+
+
 def test_offline_error_is_fast_and_says_what_to_do(cache, monkeypatch, checkpoint_bytes):
     url = f"http://127.0.0.1:{closed_port()}/models/sam_vit_b_01ec64.pth"
     point_vit_b_at(monkeypatch, url, checkpoint_bytes)
@@ -261,4 +355,5 @@ def test_two_processes_downloading_at_once_end_with_one_good_file(server, cache,
     assert path.read_bytes() == checkpoint_bytes
     assert server.requests_for(FILE) == [(None, len(checkpoint_bytes))], "one transfer, the other process waited"
     assert sum("waiting for it to finish" in err for _, err in outputs) == 1
-    assert sorted(p.name for p in cache.iterdir()) == ["sam_vit_b_01ec64.pth", "sam_vit_b_01ec64.pth.lock"]
+    expected = ["sam_vit_b_01ec64.pth", "sam_vit_b_01ec64.pth.lock", "sam_vit_b_01ec64.pth.sha256.json"]
+    assert sorted(p.name for p in cache.iterdir()) == expected

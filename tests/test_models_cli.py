@@ -18,7 +18,7 @@ from napari_p2sam.models.registry import MODELS
 
 from .conftest import save_tiny_sam
 from .model_server import ModelServer
-from .test_download import closed_port
+from .test_download import closed_port, folder_state, read_only
 
 FILE = "/mobile_sam.pt"
 
@@ -72,6 +72,71 @@ def test_verify_finds_a_corrupted_file(vit_t_served, tmp_path, capsys):
     assert not path.exists() and len(list(path.parent.glob("mobile_sam.pt.mismatch-*"))) == 1
     assert main(["models", "verify", "vit_t"]) == 1
     assert "vit_t: not downloaded" in capsys.readouterr().out
+
+
+def listed_state(capsys, name: str) -> tuple[str, str]:
+    """``models list``: the DOWNLOADED cell of ``name``'s row, and what was said on stderr."""
+    assert main(["models", "list"]) == 0
+    out, err = capsys.readouterr()
+    header, *rows = [line for line in out.splitlines()[1:] if line]
+    start, end = header.index("DOWNLOADED"), header.index("FILE")
+    row = next(row for row in rows if row.split()[0] == name)
+    return row[start:end].strip(), err
+
+
+def test_list_shows_a_wrong_file_as_damaged_and_leaves_it(vit_t_served, tmp_path, capsys):
+    assert main(["models", "download", "vit_t"]) == 0
+    path = tmp_path / "cache" / "models" / "mobile_sam.pt"
+    path.write_bytes(path.read_bytes()[:-3] + b"!!!")
+    before = folder_state(path.parent)
+    capsys.readouterr()
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("vit_t"))
+    assert "  damaged (wrong sha256)  " in row and "  yes  " not in row
+    assert "damaged: the file is not the registry's" in out and "models download NAME" in out
+    after = folder_state(path.parent)
+    assert after["mobile_sam.pt"] == before["mobile_sam.pt"], "list only looks: the file is neither moved nor changed"
+    assert sorted(after) == ["mobile_sam.pt", "mobile_sam.pt.lock", "mobile_sam.pt.sha256.json"]
+
+
+def test_list_hashes_a_file_only_when_it_changed(vit_t_served, tmp_path, capsys, checkpoint_bytes):
+    assert main(["models", "download", "vit_t"]) == 0
+    capsys.readouterr()
+    path = tmp_path / "cache" / "models" / "mobile_sam.pt"
+    assert listed_state(capsys, "vit_t") == ("yes", ""), "the download remembered its verified sha256"
+
+    old = path.stat()
+    path.write_bytes(checkpoint_bytes[:-1] + b"!")  # same size, then its old modification time back
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    state, err = listed_state(capsys, "vit_t")
+    assert state == "damaged (wrong sha256)" and f"checking the sha256 of {path}" in err
+    assert listed_state(capsys, "vit_t") == ("damaged (wrong sha256)", ""), "hashed once, remembered"
+
+    path.write_bytes(checkpoint_bytes)
+    state, err = listed_state(capsys, "vit_t")
+    assert state == "yes" and "checking the sha256" in err
+
+
+def test_a_read_only_folder_does_not_hide_a_wrong_file(vit_t_served, tmp_path, capsys):
+    assert main(["models", "download", "vit_t"]) == 0
+    path = tmp_path / "cache" / "models" / "mobile_sam.pt"
+    path.write_bytes(b"<html>proxy login</html>")
+    capsys.readouterr()
+    before = folder_state(path.parent)
+    with read_only(path.parent):
+        for _ in range(2):  # the sha256 cannot be remembered here: hashed (and found wrong) each time
+            state, err = listed_state(capsys, "vit_t")
+            assert state == "damaged (wrong sha256)" and "checking the sha256" in err
+        assert main(["models", "verify", "vit_t"]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith(f"vit_t: MISMATCH: {path} is not the vit_t checkpoint")
+        assert "could not be set aside (" in out and "Errno" not in out
+        assert main(["models", "download", "vit_t"]) == 1
+        err = capsys.readouterr().err
+        assert "error: " in err and "could not be set aside" in err and "Traceback" not in err and "Errno" not in err
+    assert folder_state(path.parent) == before
+    assert len(vit_t_served.requests_for(FILE)) == 1, "only the first download"
 
 
 def test_list_shows_an_interrupted_download(vit_t_served, capsys, checkpoint_bytes):

@@ -1,6 +1,7 @@
 """The named SAM models: list them, download them, check them, find their files.
 
-  list              every model: name, size, whether it is downloaded, its file
+  list              every model: name, size, whether it is downloaded (and the
+                    right file: its sha256 is checked, once per change), its file
   download NAME...  download into the cache; the sha256 is checked before use,
                     an interrupted download resumes when run again
   verify [NAME...]  check the sha256 of downloaded models (default: all of them)
@@ -17,11 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..models.checksums import remembered_sha256, sha256_of
 from ..models.download import (
     CACHE_ENV,
     ChecksumMismatchError,
+    ModelFileError,
     ModelNotDownloadedError,
     download,
+    in_words,
     model_path,
     models_dir,
     partial_path,
@@ -55,17 +59,39 @@ def list_models(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    if any(row[3].startswith(DAMAGED) for row in rows):
+        print(
+            f"\n{DAMAGED}: the file is not the registry's (its sha256 differs) and is never used; "
+            "`napari-p2sam models download NAME` sets it aside and downloads the right one"
+        )
     return 0
 
 
+DAMAGED = "damaged"
+
+
 def download_state(name: str) -> str:
-    """``yes``, ``no``, or how much of an interrupted download is kept."""
-    if model_path(name).is_file():
-        return "yes"
+    """``yes`` (the right file), ``damaged (wrong sha256)``, ``unreadable (why)``, ``no``, or ``partly (share)``.
+
+    A file is hashed only when it changed since it was last hashed.
+    """
+    path = model_path(name)
+    if path.is_file():
+        try:
+            digest = remembered_sha256(path) or checked_now(path)
+        except OSError as err:
+            return f"unreadable ({in_words(err)})"
+        return "yes" if digest == model_info(name).sha256 else f"{DAMAGED} (wrong sha256)"
     part = partial_path(name)
     if part.is_file():
         return f"partly ({part.stat().st_size / 1e6 / model_info(name).size_mb:.0%})"
     return "no"
+
+
+def checked_now(path) -> str:
+    """Hash ``path`` (remembered for the next ``list``), saying so: a large file takes seconds."""
+    print(f"checking the sha256 of {path} ({path.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+    return sha256_of(path)
 
 
 def download_models(args: argparse.Namespace) -> int:
@@ -91,6 +117,9 @@ def verify_models(args: argparse.Namespace) -> int:
             failed += 1
         except ChecksumMismatchError as err:
             print(f"{name}: MISMATCH: {err}")
+            failed += 1
+        except ModelFileError as err:
+            print(f"{name}: cannot be checked: {err}")
             failed += 1
     return 1 if failed else 0
 

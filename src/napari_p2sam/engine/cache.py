@@ -15,6 +15,12 @@ compared before reuse. Entries are content-addressed, so the same frame
 reused in another stack or at another index is found too, and one changed
 pixel misses that frame only.
 
+Every entry carries a checksum (blake2b) of its signature, sizes and
+features, verified on each read: a chunk that is missing (zarr would read
+zeros), changed or swapped from another entry is never used. A damaged entry
+is reported once (a warning naming it), moved out of the way, and the frame
+is encoded again and stored anew.
+
 Writes are atomic: an entry is written under a temporary name in the group
 and renamed into place when complete (a rename of a folder on one file
 system is atomic), so a killed run leaves either a whole entry or none.
@@ -40,8 +46,10 @@ from ..models.loading import SamModel
 from .embeddings import ImageEmbedding, encode_image
 from .predictor import image_key as pixel_hash
 
-FORMAT_VERSION = 1
-"""Bump when the meaning of a stored embedding changes; older entries are then never reused."""
+FORMAT_VERSION = 2
+"""Bump when the meaning of a stored embedding changes; older entries are then never reused.
+
+2: every entry carries a checksum of its content."""
 _TEMP_PREFIX = ".writing-"
 
 
@@ -62,6 +70,13 @@ def encoder_signature(model: SamModel) -> dict:
 def encoder_key(model: SamModel) -> str:
     text = json.dumps(encoder_signature(model), sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def entry_checksum(record: dict, features: np.ndarray) -> str:
+    """blake2b (32 hex digits) of an entry's ``record`` (signature and sizes) and its ``(C, h, w)`` float32 features."""
+    digest = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(features, dtype=np.float32).data)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -105,26 +120,34 @@ class EmbeddingCache:
     def load(self, model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding | None:
         """The cached embedding of ``image_rgb`` for ``model``, or None.
 
-        An entry whose stored signature does not match, or that cannot be
-        read, is removed with a warning (it is then encoded again).
+        An entry whose signature or checksum does not match, or that cannot
+        be read, is removed with a warning (it is then encoded again).
         """
         import zarr
 
         key = pixel_hash(image_rgb)
         path = self.folder / encoder_key(model) / key
-        if not (path / "zarr.json").is_file():
+        if not path.exists():
             return None
         expected = {**encoder_signature(model), "pixels": key}
         try:
             array = zarr.open_array(str(path), mode="r")
-            stored = dict(array.attrs["napari_p2sam"])
-            if stored.get("signature") != expected:
+            record = dict(array.attrs["napari_p2sam"])
+            checksum = record.pop("checksum", None)
+            if record.get("signature") != expected:
                 raise ValueError("its signature does not match its pixels and model")
             features = np.asarray(array[...])
-            input_size, original_size = tuple(stored["input_size"]), tuple(stored["original_size"])
+            if entry_checksum(record, features) != checksum:
+                raise ValueError(
+                    "its content does not match its checksum: a chunk is missing, changed or another entry's"
+                )
+            input_size, original_size = tuple(record["input_size"]), tuple(record["original_size"])
         except Exception as err:  # any damage to an entry means the same: encode the frame again
-            warnings.warn(f"removed the damaged cache entry {path} ({err}); the frame is encoded again", stacklevel=2)
-            shutil.rmtree(path, ignore_errors=True)
+            warnings.warn(
+                f"removed the damaged cache entry {path} ({err}); the frame is encoded again and stored anew",
+                stacklevel=2,
+            )
+            _remove(path)
             return None
         return ImageEmbedding(torch.from_numpy(features)[None].to(model.device), input_size, original_size)
 
@@ -139,13 +162,12 @@ class EmbeddingCache:
             return
         temp = group / f"{_TEMP_PREFIX}{key}-{uuid.uuid4().hex}"
         features = embedding.features[0].detach().to("cpu", torch.float32).numpy()
-        attributes = {
-            "napari_p2sam": {
-                "signature": {**encoder_signature(model), "pixels": key},
-                "input_size": list(embedding.input_size),
-                "original_size": list(embedding.original_size),
-            }
+        record = {
+            "signature": {**encoder_signature(model), "pixels": key},
+            "input_size": list(embedding.input_size),
+            "original_size": list(embedding.original_size),
         }
+        attributes = {"napari_p2sam": {**record, "checksum": entry_checksum(record, features)}}
         try:
             array = zarr.create_array(
                 str(temp), shape=features.shape, chunks=features.shape, dtype="float32", attributes=attributes
@@ -179,6 +201,21 @@ class EmbeddingCache:
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
         return len(leftovers)
+
+
+def _remove(entry: Path) -> None:
+    """Delete ``entry``: first renamed to a temporary name (never read), so no reader sees it half-deleted."""
+    aside = entry.with_name(f"{_TEMP_PREFIX}removed-{entry.name}-{uuid.uuid4().hex}")
+    try:
+        os.rename(entry, aside)
+    except FileNotFoundError:  # another process removed it first
+        return
+    except OSError as err:
+        raise CacheError(
+            f"cannot remove the damaged cache entry {entry} ({err.strerror or err}); delete it by hand, "
+            "or choose another cache folder"
+        ) from None
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _sync_tree(folder: Path) -> None:

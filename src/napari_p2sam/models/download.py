@@ -13,11 +13,20 @@ Files beside it while or after downloading:
 - ``<file_name>.lock``: held by the process that downloads; others wait,
   then find the finished file.
 - ``<file_name>.mismatch-<sha256 prefix>``: a file whose checksum did not
-  match, set aside for inspection and never used.
+  match, set aside for inspection and never used. Where the folder is
+  read-only it cannot be set aside: it stays, is never used, and every
+  message about it says so.
+- ``<file_name>.sha256.json``: the sha256 of the file as last hashed, with
+  its size and times (:mod:`.checksums`), so ``models list`` tells a wrong
+  file from the right one without hashing gigabytes each time.
+
+Every failed file operation is reported with the path, the cause in words
+and what to do, never as a bare errno.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
@@ -29,6 +38,7 @@ import pooch
 import requests
 from filelock import FileLock, Timeout
 
+from .checksums import forget_sha256, hash_into, remember_sha256, sha256_of
 from .registry import ModelInfo, model_info
 
 CACHE_ENV = "NAPARI_P2SAM_CACHE"
@@ -50,7 +60,7 @@ class DownloadError(ModelFileError):
 
 
 class ChecksumMismatchError(ModelFileError):
-    """A file's sha256 differs from the registry's; the file was set aside."""
+    """A file's sha256 differs from the registry's; it is never used (set aside where the folder allows)."""
 
 
 def models_dir() -> Path:
@@ -88,15 +98,35 @@ def set_aside(path: Path, digest: str) -> Path:
     """
     aside = path.with_name(f"{path.name.removesuffix('.part')}.mismatch-{digest[:12]}")
     os.replace(path, aside)
+    forget_sha256(path)
     return aside
+
+
+def reject(path: Path, digest: str, info: ModelInfo, what: str, advice: str) -> ChecksumMismatchError:
+    """Set aside ``path`` (``what``, e.g. its path) whose sha256 ``digest`` is wrong; the error says where it went.
+
+    Where it cannot be moved, the error says that, why, and what to do.
+    """
+    wrong = f"{what} is not the {info.name} checkpoint (sha256 {digest}, expected {info.sha256})"
+    try:
+        aside = set_aside(path, digest)
+    except OSError as err:
+        return ChecksumMismatchError(
+            f"{wrong}; it will not be used, but it could not be set aside ({in_words(err)}): delete it or replace "
+            f"it by hand, or set {CACHE_ENV} to another folder. " + offline_recipe(info)
+        )
+    return ChecksumMismatchError(
+        f"{wrong}; it was set aside as {aside} and will not be used. {advice} " + offline_recipe(info)
+    )
 
 
 def verified_path(name: str) -> Path:
     """The cached file of model ``name`` after checking its sha256.
 
-    Raises :class:`ModelNotDownloadedError` if it is absent and
-    :class:`ChecksumMismatchError` (after setting it aside) if it is not the
-    registry's file.
+    Raises :class:`ModelNotDownloadedError` if it is absent,
+    :class:`ChecksumMismatchError` (after setting it aside where the folder
+    allows) if it is not the registry's file, and :class:`ModelFileError` if
+    it cannot be read.
     """
     info = model_info(name)
     path = model_path(name)
@@ -105,14 +135,15 @@ def verified_path(name: str) -> Path:
             f"model {name} ({info.title}) is not downloaded yet: run `napari-p2sam models download {name}`. "
             + offline_recipe(info)
         )
-    digest = pooch.file_hash(str(path), alg="sha256")
+    try:
+        digest = sha256_of(path)
+    except OSError as err:
+        raise ModelFileError(
+            f"cannot read {path} to check its sha256 ({in_words(err)}): make it readable for this user, "
+            f"or set {CACHE_ENV} to another folder"
+        ) from None
     if digest != info.sha256:
-        aside = set_aside(path, digest)
-        raise ChecksumMismatchError(
-            f"{path} is not the {name} checkpoint (sha256 {digest}, expected {info.sha256}); it was set aside "
-            f"as {aside} and will not be used. Download it again with `napari-p2sam models download {name}`. "
-            + offline_recipe(info)
-        )
+        raise reject(path, digest, info, str(path), f"Download it again with `napari-p2sam models download {name}`.")
     return path
 
 
@@ -124,13 +155,20 @@ def download(name: str, *, progressbar: object = True) -> Path:
     """
     info = model_info(name)
     path = model_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():  # checked before any write, so a read-only folder with the right file works
+        try:
+            return verified_path(name)
+        except ChecksumMismatchError:
+            if path.exists():  # it could not be set aside (a read-only folder): a download cannot replace it
+                raise
+            print(f"the cached {name} failed its checksum and was set aside; downloading it again", file=sys.stderr)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ModelFileError(f"cannot create the models folder {path.parent} ({in_words(err)}): {_fix(err)}") from None
     with _download_lock(path, info):
-        if path.is_file():
-            try:
-                return verified_path(name)
-            except ChecksumMismatchError:
-                print(f"the cached {name} failed its checksum and was set aside; downloading it again", file=sys.stderr)
+        if path.is_file():  # another process downloaded it while this one waited
+            return verified_path(name)
         downloader = ResumableDownloader(partial_path(name), info, progressbar)
         pooch.retrieve(
             info.url,
@@ -139,6 +177,7 @@ def download(name: str, *, progressbar: object = True) -> Path:
             path=path.parent,
             downloader=downloader,
         )
+        remember_sha256(path, info.sha256)  # pooch checked it
     return path
 
 
@@ -148,9 +187,11 @@ def _download_lock(path: Path, info: ModelInfo):
     lock = FileLock(str(path) + ".lock")
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # before OSError: filelock's Timeout is one
         print(f"another process is downloading {info.name}; waiting for it to finish", file=sys.stderr)
         lock.acquire()
+    except OSError as err:  # the lock file cannot be created: a read-only folder
+        raise ModelFileError(f"cannot download {info.name} into {path.parent} ({in_words(err)}): {_fix(err)}") from None
     try:
         yield
     finally:
@@ -185,18 +226,14 @@ class ResumableDownloader:
                 response = self._request(url, have)
         digest = hashlib.sha256()
         if have:
-            _hash_file(self.part, digest)
+            hash_into(self.part, digest)
         remaining = int(response.headers.get("content-length", 0))
         received = self._receive(response, have, remaining, digest)
         if remaining and received < remaining:
             raise self._interrupted(have + received, have + remaining, "the server closed the connection early")
         if digest.hexdigest() != self.info.sha256:
-            aside = set_aside(self.part, digest.hexdigest())
-            raise ChecksumMismatchError(
-                f"the file downloaded from {url} is not the {self.info.name} checkpoint (sha256 "
-                f"{digest.hexdigest()}, expected {self.info.sha256}); it was set aside as {aside} and will not "
-                "be used. Try again later or from another network. " + offline_recipe(self.info)
-            )
+            what = f"the file downloaded from {url}"
+            raise reject(self.part, digest.hexdigest(), self.info, what, "Try again later or from another network.")
         os.replace(self.part, output_file)
 
     def _request(self, url: str, have: int) -> requests.Response:
@@ -232,6 +269,11 @@ class ResumableDownloader:
                         bar.update(len(chunk))
         except requests.RequestException as err:
             raise self._interrupted(have + received, have + remaining, _reason(err, response.url)) from None
+        except OSError as err:
+            raise ModelFileError(
+                f"cannot write the download of {self.info.name} to {self.part} ({in_words(err)}): {_fix(err)}; "
+                f"the {(have + received) / 1e6:.1f} MB received are kept there and the same command resumes"
+            ) from None
         finally:
             response.close()
             if bar is not None:
@@ -265,10 +307,18 @@ def _continues_at(response: requests.Response, offset: int) -> bool:
     return response.headers.get("content-range", "").startswith(f"bytes {offset}-")
 
 
-def _hash_file(path: Path, digest) -> None:
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK_BYTES):
-            digest.update(block)
+def in_words(err: OSError) -> str:
+    """The cause of a failed file operation in words, e.g. 'permission denied' (not an errno)."""
+    return (err.strerror or str(err) or type(err).__name__).lower()
+
+
+def _fix(err: OSError) -> str:
+    """What to do about a folder where a file operation failed with ``err``."""
+    if err.errno == errno.ENOSPC:
+        return f"free some disk space, or set {CACHE_ENV} to a folder on another disk"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make the folder writable for this user, or set {CACHE_ENV} to another folder"
+    return f"set {CACHE_ENV} to a folder that can be written"
 
 
 def _reason(err: requests.RequestException, url: str) -> str:
