@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
+from matplotlib.colors import to_hex
+from qtpy.QtGui import QColor, QPalette, QTextDocument
 
 from napari_p2sam.engine.propagate import FrameResult
 from napari_p2sam.engine.segment import Segmentation
@@ -54,6 +57,13 @@ def drawn(dock: FrameScores) -> dict[str, list[list[float]]]:
     return {line.get_label(): line.get_xydata().tolist() for line in dock.plot.axes.get_lines()}
 
 
+def listed(dock: FrameScores) -> tuple[str, list[int]]:
+    """The list of frames that stand out under the plot: the text it reads, and the frame each link goes to."""
+    document = QTextDocument()
+    document.setHtml(dock.plot.outliers.text())
+    return document.toPlainText(), [int(frame) for frame in re.findall(r'href="(\d+)"', dock.plot.outliers.text())]
+
+
 def wait_for_points(qtbot, dock: FrameScores) -> None:
     qtbot.waitUntil(lambda: "label 1" in drawn(dock), timeout=2000)
 
@@ -86,13 +96,13 @@ def test_frames_that_stand_out_are_ringed_crossed_and_listed(qtbot, dock):
     lines = drawn(dock)
     assert lines["stands out"] == [[6, 5.0]]  # a red ring around label 1's frame 6
     assert lines["empty mask"] == [[3, 1.0]]  # a red cross on the top edge at label 2's frame 3
-    assert dock.plot.outliers.text() == 'Stand out: label 1: <a href="6">6</a>; label 2: <a href="3">3</a>'
+    assert listed(dock) == ("Stand out: label 1: 6; label 2: 3", [6, 3])
 
 
 def test_consecutive_frames_that_stand_out_are_listed_as_a_range(qtbot, dock):
     add_run(dock, {1: {1: 1.0, 2: 1.1, 3: 1.2, 4: EMPTY, 5: EMPTY, 6: EMPTY, 7: 1.3, 9: EMPTY}})
     wait_for_points(qtbot, dock)
-    assert dock.plot.outliers.text() == 'Stand out: label 1: <a href="4">4–6</a>, <a href="9">9</a>'
+    assert listed(dock) == ("Stand out: label 1: 4–6, 9", [4, 9])
     with qtbot.waitSignal(dock.frame_clicked) as clicked:
         dock.plot.outliers.linkActivated.emit("4")
     assert clicked.args == [4]
@@ -134,17 +144,29 @@ def test_unscored_masks_are_not_plotted_and_nothing_stands_out(qtbot, dock):
     qtbot.waitUntil(lambda: dock.plot.outliers.text() != "", timeout=2000)
     assert drawn(dock) == {}
     assert [text.get_text() for text in dock.plot.axes.texts] == ["no scores: PerSAM does not score its masks"]
-    assert dock.plot.outliers.text() == "No frame stands out."
+    assert listed(dock) == ("No frame stands out.", [])
 
 
 def test_a_new_run_starts_from_an_empty_plot_and_table(qtbot, dock):
     add_run(dock, SCORES)
     wait_for_points(qtbot, dock)
     dock.clear_rows()
-    assert drawn(dock) == {} and dock.frames() == [] and dock.plot.outliers.text() == ""
+    assert drawn(dock) == {} and dock.frames() == [] and listed(dock) == ("", [])
     add_run(dock, {2: {7: 3.0}})
     qtbot.waitUntil(lambda: "label 2" in drawn(dock), timeout=2000)
     assert drawn(dock) == {"label 2": [[7, 3.0]]}
+
+
+def test_the_plot_is_drawn_in_the_docks_colours(qtbot, dock):
+    palette = dock.plot.palette()  # as napari's dark theme sets it
+    palette.setColor(QPalette.ColorRole.Window, QColor("#23242b"))
+    palette.setColor(QPalette.ColorRole.WindowText, QColor("#f0f1f2"))
+    dock.plot.setPalette(palette)
+    add_run(dock, SCORES)
+    wait_for_points(qtbot, dock)
+    axes = dock.plot.axes
+    assert to_hex(dock.plot.figure.get_facecolor()) == to_hex(axes.get_facecolor()) == "#23242b"
+    assert to_hex(axes.xaxis.label.get_color()) == to_hex(axes.spines["left"].get_edgecolor()) == "#f0f1f2"
 
 
 def test_clicking_a_table_row_emits_its_frame(qtbot, dock):

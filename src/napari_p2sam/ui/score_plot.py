@@ -16,7 +16,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
+from qtpy.QtGui import QPalette
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..engine.quality import outlier_frames
@@ -25,8 +26,7 @@ REDRAW_INTERVAL_MS = 250  # scores arriving during a run are drawn at most 4 tim
 CLICK_RADIUS_PX = 10  # a click this close to a point (screen pixels) goes to its frame
 # one colour per object, in label order; no red, which marks the frames that stand out
 LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-OUTLIER_COLOUR = "tab:red"
-STYLE = {"font.size": 8}
+OUTLIER_COLOUR = "#d62728"  # matplotlib's tab:red
 
 
 class ScorePlot(QWidget):
@@ -38,9 +38,8 @@ class ScorePlot(QWidget):
         super().__init__(parent)
         self._scores: dict[int, dict[int, float]] = {}  # label → frame → score
         self._points: list[tuple[int, float]] = []  # (frame, score) of every drawn point; inf: a cross on top
-        with matplotlib.rc_context(STYLE):
-            self.figure = Figure(figsize=(4, 2.5), layout="constrained")
-            self.axes = self.figure.add_subplot()
+        self.figure = Figure(figsize=(4, 2.5), layout="constrained")
+        self.axes = self.figure.add_subplot()
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(120)
         self.canvas.setToolTip("retrieval score of each object on each frame (higher = less alike); click a point to go to its frame")
@@ -65,6 +64,15 @@ class ScorePlot(QWidget):
     def add_score(self, frame: int, label: int, score: float) -> None:
         """Add one object's score on one frame; drawn within ``REDRAW_INTERVAL_MS``."""
         self._scores.setdefault(label, {})[frame] = score
+        self._redraw_soon()
+
+    def changeEvent(self, event) -> None:
+        """Follow napari's theme: redraw in the new colours."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._redraw_soon()
+
+    def _redraw_soon(self) -> None:
         if not self._redraw_timer.isActive():
             self._redraw_timer.start()
 
@@ -75,7 +83,7 @@ class ScorePlot(QWidget):
     def redraw(self) -> None:
         """Draw every score now."""
         self._redraw_timer.stop()
-        with matplotlib.rc_context(STYLE):
+        with matplotlib.rc_context(plot_style(self.palette())):
             self._draw_scores()
             self.canvas.draw()
         self.outliers.setText(outlier_text(self._scores))
@@ -83,8 +91,13 @@ class ScorePlot(QWidget):
     def _draw_scores(self) -> None:
         axes, self._points = self.axes, []
         axes.clear()
+        style = matplotlib.rcParams  # clear() keeps the first background and frame colours: set them again
+        self.figure.set_facecolor(style["figure.facecolor"])
+        axes.set_facecolor(style["axes.facecolor"])
+        for spine in axes.spines.values():
+            spine.set_edgecolor(style["axes.edgecolor"])
         axes.set_xlabel("frame")
-        axes.set_ylabel("score (higher = less alike)")
+        axes.set_ylabel("score")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         rings, crosses = [], []
         for index, (label, scores) in enumerate(sorted(self._scores.items())):
@@ -127,17 +140,34 @@ class ScorePlot(QWidget):
             self.frame_clicked.emit(frame)
 
 
+def plot_style(palette: QPalette) -> dict[str, object]:
+    """Matplotlib settings that draw in the dock's colours (napari's theme) with small text."""
+    background, text = palette.color(QPalette.ColorRole.Window).name(), palette.color(QPalette.ColorRole.WindowText).name()
+    colours = ("text.color", "axes.edgecolor", "axes.labelcolor", "xtick.color", "ytick.color")
+    return {
+        "font.size": 8,
+        "figure.facecolor": background,
+        "axes.facecolor": background,
+        **{key: text for key in colours},
+    }
+
+
 def outlier_text(scores: dict[int, dict[int, float]]) -> str:
-    """The frames that stand out, per label, as rich text whose links are frame numbers."""
+    """The frames that stand out, per label, as rich text: each run of consecutive frames links to its first frame."""
     if not scores:
         return ""
     parts = []
     for label, by_frame in sorted(scores.items()):
         runs = frame_runs(outlier_frames(by_frame))
         if runs:
-            links = ", ".join(f'<a href="{run[0]}">{run[0]}{f"–{run[-1]}" if len(run) > 1 else ""}</a>' for run in runs)
-            parts.append(f"label {label}: {links}")
+            parts.append(f"label {label}: " + ", ".join(map(run_link, runs)))
     return "Stand out: " + "; ".join(parts) if parts else "No frame stands out."
+
+
+def run_link(run: list[int]) -> str:
+    """``[7, 8, 9]`` → a link to frame 7 that reads 7–9."""
+    text = str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}"
+    return f'<a href="{run[0]}" style="color: {OUTLIER_COLOUR}">{text}</a>'
 
 
 def frame_runs(frames: list[int]) -> list[list[int]]:
