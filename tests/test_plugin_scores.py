@@ -39,7 +39,8 @@ def frame_result(frame: int, scores: dict[int, float]) -> FrameResult:
 def add_run(dock: FrameScores, scores: dict[int, dict[int, float]]) -> None:
     """Add label → frame → score to ``dock`` one frame at a time, as a run does."""
     for frame in sorted({frame for by_frame in scores.values() for frame in by_frame}):
-        dock.add(frame_result(frame, {label: by_frame[frame] for label, by_frame in scores.items() if frame in by_frame}))
+        by_label = {label: by_frame[frame] for label, by_frame in scores.items() if frame in by_frame}
+        dock.add(frame_result(frame, by_label))
 
 
 @pytest.fixture
@@ -78,7 +79,8 @@ def click_point(qtbot, dock: FrameScores, name: str, index: int) -> None:
 def click_pixel(qtbot, dock: FrameScores, x: float, y: float) -> None:
     canvas = dock.plot.canvas
     ratio = canvas.device_pixel_ratio
-    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=QPoint(round(x / ratio), round(canvas.height() - y / ratio)))
+    position = QPoint(round(x / ratio), round(canvas.height() - y / ratio))  # Qt counts from the top left
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=position)
 
 
 def test_one_line_per_label_with_its_frames_and_scores(qtbot, dock):

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..engine.quality import outlier_frames
 
-REDRAW_INTERVAL_MS = 250  # scores arriving during a run are drawn at most 4 times a second
+REDRAW_INTERVAL_MS = 500  # new scores are drawn at most twice a second: a redraw takes 50-90 ms of napari's thread
 CLICK_RADIUS_PX = 10  # a click this close to a point (screen pixels) goes to its frame
 # one colour per object, in label order; no red, which marks the frames that stand out
 LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -42,7 +42,9 @@ class ScorePlot(QWidget):
         self.axes = self.figure.add_subplot()
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(120)
-        self.canvas.setToolTip("retrieval score of each object on each frame (higher = less alike); click a point to go to its frame")
+        self.canvas.setToolTip(
+            "retrieval score of each object on each frame (higher = less alike); click a point to go to its frame"
+        )
         self.canvas.mpl_connect("button_press_event", self._clicked)
         self.outliers = QLabel()
         self.outliers.setWordWrap(True)
@@ -83,12 +85,14 @@ class ScorePlot(QWidget):
     def redraw(self) -> None:
         """Draw every score now."""
         self._redraw_timer.stop()
+        outliers = {label: outlier_frames(scores) for label, scores in self._scores.items()}
         with matplotlib.rc_context(plot_style(self.palette())):
-            self._draw_scores()
+            self._draw_scores(outliers)
             self.canvas.draw()
-        self.outliers.setText(outlier_text(self._scores))
+        self.outliers.setText(outlier_text(outliers))
 
-    def _draw_scores(self) -> None:
+    def _draw_scores(self, outliers: dict[int, list[int]]) -> None:
+        """Draw ``self._scores`` with ``outliers`` (label → frames that stand out) marked."""
         axes, self._points = self.axes, []
         axes.clear()
         style = matplotlib.rcParams  # clear() keeps the first background and frame colours: set them again
@@ -105,9 +109,8 @@ class ScorePlot(QWidget):
             if drawn:
                 colour = LINE_COLOURS[index % len(LINE_COLOURS)]
                 axes.plot(*zip(*drawn), marker="o", markersize=3, linewidth=1, color=colour, label=f"label {label}")
-            outliers = outlier_frames(scores)
-            rings += [(frame, scores[frame]) for frame in outliers if math.isfinite(scores[frame])]
-            crosses += [frame for frame in outliers if scores[frame] == math.inf]
+            rings += [(frame, scores[frame]) for frame in outliers[label] if math.isfinite(scores[frame])]
+            crosses += [frame for frame in outliers[label] if scores[frame] == math.inf]
             self._points += drawn + [(frame, math.inf) for frame in sorted(scores) if scores[frame] == math.inf]
         if rings:
             axes.plot(*zip(*rings), linestyle="", marker="o", markersize=9, markerfacecolor="none",
@@ -142,7 +145,8 @@ class ScorePlot(QWidget):
 
 def plot_style(palette: QPalette) -> dict[str, object]:
     """Matplotlib settings that draw in the dock's colours (napari's theme) with small text."""
-    background, text = palette.color(QPalette.ColorRole.Window).name(), palette.color(QPalette.ColorRole.WindowText).name()
+    background = palette.color(QPalette.ColorRole.Window).name()
+    text = palette.color(QPalette.ColorRole.WindowText).name()
     colours = ("text.color", "axes.edgecolor", "axes.labelcolor", "xtick.color", "ytick.color")
     return {
         "font.size": 8,
@@ -152,13 +156,13 @@ def plot_style(palette: QPalette) -> dict[str, object]:
     }
 
 
-def outlier_text(scores: dict[int, dict[int, float]]) -> str:
-    """The frames that stand out, per label, as rich text: each run of consecutive frames links to its first frame."""
-    if not scores:
+def outlier_text(outliers: dict[int, list[int]]) -> str:
+    """Label → frames that stand out as rich text: each run of consecutive frames links to its first frame."""
+    if not outliers:
         return ""
     parts = []
-    for label, by_frame in sorted(scores.items()):
-        runs = frame_runs(outlier_frames(by_frame))
+    for label, frames in sorted(outliers.items()):
+        runs = frame_runs(frames)
         if runs:
             parts.append(f"label {label}: " + ", ".join(map(run_link, runs)))
     return "Stand out: " + "; ".join(parts) if parts else "No frame stands out."
