@@ -83,7 +83,7 @@ def measure(frames: int, size: int, checkpoint: Path, idle_s: float, scrub_ms: i
 
     def on_tick() -> None:
         ticks.append(clock.elapsed())
-        if not first_frame_at and widget.scores.rowCount():
+        if not first_frame_at and widget.scores.frames():
             first_frame_at.append(ticks[-1])
 
     tick = QTimer()

@@ -6,8 +6,10 @@ Runs napari in a real window, so run it under a virtual display:
 
 The model is a tiny SAM with random weights (no weights can be downloaded
 here), so the masks in the pictures are meaningless: the pictures show the
-widget, the live output, the prompt points, the scores dock and the
-correction step, not segmentation quality.
+widget, the live output, the prompt points, the scores dock (plot and
+table) and the correction step, not segmentation quality. So that the
+score plot has a frame that stands out, frame DROPPED_FRAME of the sample
+is made flat, as a camera's dropped frame would be.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+DROPPED_FRAME = 9
 
 
 def wait(app, condition, timeout_s: float = 300.0) -> None:
@@ -66,21 +69,32 @@ def main() -> None:
         window = viewer.window._qt_window
         window.resize(1500, 950)
         widget.preset.value = "ct-follow-up"
+        movie = widget.image.value
+        movie.data[DROPPED_FRAME] = movie.data[DROPPED_FRAME].min()
+        movie.refresh()
         viewer.dims.set_current_step(0, 0)  # the painted frame
         save(viewer, app, args.out / "widget.png")
 
         widget.run()
         window._activity_dialog.show()
-        wait(app, lambda: widget.scores.rowCount() >= 4)
+        wait(app, lambda: len(widget.scores.frames()) >= 4)
         viewer.dims.set_current_step(0, max(widget.scores.frames()))  # the latest finished frame
         save(viewer, app, args.out / "running.png")
         wait(app, lambda: not widget.running)
         window._activity_dialog.hide()
 
-        widget.scores.sortItems(2)  # by score, worst (highest) last
-        widget.scores.selectRow(widget.scores.rowCount() - 1)
-        widget.scores.cellClicked.emit(widget.scores.rowCount() - 1, 2)
+        table = widget.scores.table
+        table.sortItems(2)  # by score, worst (highest) last
+        table.selectRow(table.rowCount() - 1)
+        table.cellClicked.emit(table.rowCount() - 1, 2)
         save(viewer, app, args.out / "scores.png")
+        dock = viewer.window._wrapped_dock_widgets["P²SAM frame scores"]
+        dock.setFloating(True)  # as the user can, for a bigger plot
+        dock.resize(560, 560)
+        settle(app)
+        dock.grab().save(str(args.out / "score-plot.png"))
+        print(f"wrote {args.out / 'score-plot.png'}")
+        dock.setFloating(False)
 
         output = viewer.layers[f"{widget.image.value.name} P²SAM"]
         frame = viewer.dims.current_step[0]

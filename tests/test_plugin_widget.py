@@ -115,10 +115,14 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
     assert set(prompts.data[:, 0].astype(int)) == {1, 2, 3, 4}
     colours = {tuple(np.round(c, 2)) for c in prompts.face_color}
     assert colours == {(0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 1.0, 1.0)}
-    # one score row per segmented frame; clicking a row moves the viewer to that frame
+    # one score row and plotted point per segmented frame; clicking a row moves the viewer to that frame
     assert sorted(widget.scores.frames()) == [1, 2, 3, 4]
+    widget.scores.plot.redraw()
+    lines = widget.scores.plot.axes.get_lines()
+    plotted = {int(x) for line in lines if line.get_label() in ("label 1", "empty mask") for x, _y in line.get_xydata()}
+    assert plotted == {1, 2, 3, 4}  # a point, or a cross on the top edge where the mask is empty
     row = widget.scores.frames().index(3)
-    widget.scores.cellClicked.emit(row, 2)
+    widget.scores.table.cellClicked.emit(row, 2)
     assert viewer.dims.current_step[0] == 3
     assert any("P²SAM: 5 frame(s)" in text for _severity, text in notifications)
 
@@ -126,7 +130,7 @@ def test_run_shows_frames_while_running_and_matches_the_python_api(qtbot, viewer
 def test_cancel_keeps_finished_frames(qtbot, viewer_and_widget, notifications):
     viewer, widget = viewer_and_widget
     widget.run()
-    qtbot.waitUntil(lambda: widget.scores.rowCount() > 0, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(widget.scores.frames()) > 0, timeout=RUN_TIMEOUT_MS)
     widget.cancel()
     wait_for_run(qtbot, widget)
     summary = widget.last_summary
@@ -194,7 +198,7 @@ def test_correction_becomes_a_reference_and_nothing_is_encoded_again(qtbot, view
     summary = widget.last_summary
     assert summary.error is None and summary.encoded == 0  # every embedding came from the cache
     np.testing.assert_array_equal(output.data[4], corrected)  # a reference keeps its paint
-    reference_of = dict(zip(widget.scores.frames(), column(widget.scores, 4)))
+    reference_of = dict(zip(widget.scores.frames(), column(widget.scores.table, 4)))
     assert reference_of == {1: 0, 2: 0, 3: 4}  # nearest painted frame; ties go to the earlier one
     assert output is layer(viewer, "movie P²SAM")  # the same output layer is reused
 

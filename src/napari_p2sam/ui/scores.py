@@ -1,77 +1,54 @@
-"""The frame scores dock: one row per segmented object and frame; click a row to go to its frame.
+"""The frame scores dock: the score plot above the score table; clicking either goes to a frame.
 
-Columns: frame, label, retrieval score (the optimal-transport distance
-between the kept mask's features and the reference's: higher = less like
-the reference, so sort it descending to find the worst frames first), the
-chosen part count k, and the painted frame used as reference.
+Imports no torch: the model runs in another process.
 """
 
 from __future__ import annotations
 
-import math
-
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from ..engine.results import FrameResult
+from .score_plot import ScorePlot
+from .score_table import ScoreTable
 
-COLUMNS = ("frame", "label", "score", "k", "reference")
 
-
-class FrameScores(QTableWidget):
-    """Scores of the latest run; ``frame_clicked(frame)`` is emitted when a row is clicked."""
+class FrameScores(QWidget):
+    """Scores of the latest run; ``frame_clicked(frame)`` is emitted when a point, listed frame or row is clicked."""
 
     frame_clicked = Signal(int)
 
     def __init__(self, parent=None) -> None:
-        super().__init__(0, len(COLUMNS), parent)
-        self.setHorizontalHeaderLabels(COLUMNS)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.verticalHeader().setVisible(False)
-        self.setSortingEnabled(True)
-        self.sortItems(0, Qt.SortOrder.AscendingOrder)  # by frame until the user sorts otherwise
-        self.setToolTip(
-            "score: retrieval distance to the reference (higher = less alike); sort by it to find the worst "
-            "frames, click a row to go to its frame"
-        )
-        self.cellClicked.connect(self._row_clicked)
+        super().__init__(parent)
+        self.plot = ScorePlot()
+        self.table = ScoreTable()
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for view in (self.plot, self.table):
+            view.frame_clicked.connect(self.frame_clicked.emit)
+            splitter.addWidget(view)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
 
     def add(self, result: FrameResult) -> None:
-        """Add a row per object segmented in ``result`` (painted frames have none)."""
-        if not result.segmentations:
+        """Add each object segmented in ``result`` (painted frames have none) to the table and the plot."""
+        rows = [
+            (result.index, label, segmentation.score, segmentation.k, result.reference_frame)
+            for label, segmentation in sorted(result.segmentations.items())
+        ]
+        if not rows:
             return
-        self.setSortingEnabled(False)  # rows inserted while sorted would scatter their cells
-        for label, segmentation in sorted(result.segmentations.items()):
-            row = self.rowCount()
-            self.insertRow(row)
-            values = (result.index, label, segmentation.score, segmentation.k, result.reference_frame)
-            for column, value in enumerate(values):
-                self.setItem(row, column, NumberItem(value))
-        self.setSortingEnabled(True)
+        self.table.add_rows(rows)
+        for frame, label, score, _k, _reference in rows:
+            self.plot.add_score(frame, label, score)
 
     def clear_rows(self) -> None:
-        self.setRowCount(0)
+        """Forget the previous run's scores."""
+        self.table.setRowCount(0)
+        self.plot.clear()
 
     def frames(self) -> list[int]:
-        """The frame of each row, top to bottom."""
-        return [int(self.item(row, 0).data(Qt.ItemDataRole.UserRole)) for row in range(self.rowCount())]
-
-    def _row_clicked(self, row: int, _column: int) -> None:
-        self.frame_clicked.emit(int(self.item(row, 0).data(Qt.ItemDataRole.UserRole)))
-
-
-class NumberItem(QTableWidgetItem):
-    """A cell shown as text and sorted by number: a missing score (PerSAM) sorts first, an empty mask last."""
-
-    def __init__(self, value) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            text, key = ("empty", math.inf) if value > 0 else ("–", -math.inf)
-        else:
-            text, key = (f"{value:.4g}" if isinstance(value, float) else str(value)), float(value)
-        super().__init__(text)
-        self.setData(Qt.ItemDataRole.UserRole, key)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.data(Qt.ItemDataRole.UserRole) < other.data(Qt.ItemDataRole.UserRole)
+        """The frame of each table row, top to bottom."""
+        return self.table.frames()
