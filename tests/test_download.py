@@ -177,17 +177,19 @@ def test_checksum_mismatch_is_set_aside_and_never_used(server, cache, monkeypatc
     assert not dl.model_path("vit_b").exists()
     aside = list(cache.glob("sam_vit_b_01ec64.pth.mismatch-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == checkpoint_bytes
-    with pytest.raises(dl.ModelNotDownloadedError, match="models download vit_b"):
-        load_model("vit_b", device="cpu")
+    with pytest.raises(dl.ChecksumMismatchError, match="will not be used"):
+        load_model("vit_b", device="cpu")  # downloads again on use: the same wrong file, set aside again
+    assert not dl.model_path("vit_b").exists() and len(server.requests_for(FILE)) == 2
 
 
-def test_hand_placed_file_is_checked(cache, monkeypatch, checkpoint_bytes):
+def test_hand_placed_file_is_checked(cache, monkeypatch, checkpoint_bytes, capsys):
     """The offline recipe: the file copied by hand is used only if its sha256 matches."""
     point_vit_b_at(monkeypatch, f"http://127.0.0.1:{closed_port()}/x.pth", checkpoint_bytes)
     cache.mkdir(parents=True)
     dl.model_path("vit_b").write_bytes(checkpoint_bytes[:-1] + b"!")
-    with pytest.raises(dl.ChecksumMismatchError, match="not the vit_b checkpoint"):
+    with pytest.raises(dl.DownloadError, match="by hand"):  # set aside, then downloaded again: offline here
         load_model("vit_b", device="cpu")
+    assert "the cached vit_b failed its checksum and was set aside" in capsys.readouterr().err
     assert not dl.model_path("vit_b").exists(), "the wrong file was set aside"
     assert len(list(cache.glob("*.mismatch-*"))) == 1
 
@@ -271,7 +273,7 @@ def test_offline_error_is_fast_and_says_what_to_do(cache, monkeypatch, checkpoin
         assert expected in message
     assert "refused the connection" in message and "by hand" in message and dl.CACHE_ENV in message
     left = [p.name for p in cache.glob("sam_vit_b_01ec64.pth*")]
-    assert left == ["sam_vit_b_01ec64.pth.lock"], "nothing half-written is left behind"
+    assert left == [], "nothing is left behind: no part, no lock file"
 
 
 def test_server_error_is_reported(server, cache, monkeypatch, checkpoint_bytes):
@@ -280,12 +282,21 @@ def test_server_error_is_reported(server, cache, monkeypatch, checkpoint_bytes):
         dl.download("vit_b", progressbar=False)
 
 
-def test_not_downloaded_model_names_the_fix(cache):
-    with pytest.raises(dl.ModelNotDownloadedError) as failure:
-        load_model("vit_h", device="cpu")
+def test_a_named_model_is_downloaded_on_first_use(server, cache, monkeypatch, checkpoint_bytes):
+    point_vit_b_at(monkeypatch, server.url(FILE), checkpoint_bytes)
+    model = load_model("vit_b", device="cpu", download_progress=False)
+    assert model.source == str(cache / "sam_vit_b_01ec64.pth") and len(server.requests_for(FILE)) == 1
+    load_model("vit_b", device="cpu")
+    assert len(server.requests_for(FILE)) == 1, "downloaded once"
+
+
+def test_a_named_model_offline_says_where_to_place_it(cache, monkeypatch):
+    url = f"http://127.0.0.1:{closed_port()}/sam_vit_h_4b8939.pth"
+    monkeypatch.setitem(MODELS, "vit_h", replace(MODELS["vit_h"], url=url))
+    with pytest.raises(dl.DownloadError) as failure:
+        load_model("vit_h", device="cpu", download_progress=False)
     message = str(failure.value)
-    assert "napari-p2sam models download vit_h" in message
-    assert str(cache / "sam_vit_h_4b8939.pth") in message and MODELS["vit_h"].url in message
+    assert str(cache / "sam_vit_h_4b8939.pth") in message and url in message and "by hand" in message
 
 
 def test_cache_folder_override(tmp_path, monkeypatch):

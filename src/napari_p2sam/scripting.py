@@ -20,7 +20,8 @@ import numpy as np
 from .engine.settings import Settings, preset as named_preset
 from .ui.engine_process import EngineProcess
 from .ui.job import build_job, frame_geometry
-from .ui.model_choice import resolve_model, user_path
+from .io.paths import user_path
+from .ui.model_choice import resolve_model
 
 if TYPE_CHECKING:
     from .engine.cache import EmbeddingCache

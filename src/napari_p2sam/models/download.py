@@ -183,8 +183,15 @@ def download(name: str, *, progressbar: object = True) -> Path:
 
 @contextmanager
 def _download_lock(path: Path, info: ModelInfo):
-    """Hold ``<file>.lock``; say so when another process holds it and we wait."""
-    lock = FileLock(str(path) + ".lock")
+    """Hold ``<file>.lock``; say so when another process holds it and we wait.
+
+    A download that fails removes the lock file it made, so that a failed
+    first try (offline) leaves nothing behind. (A process that was waiting
+    on it then downloads on its own; a wrong result is caught by the sha256.)
+    """
+    lock_path = Path(str(path) + ".lock")
+    made_here = not lock_path.exists()
+    lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)
     except Timeout:  # before OSError: filelock's Timeout is one
@@ -194,6 +201,10 @@ def _download_lock(path: Path, info: ModelInfo):
         raise ModelFileError(f"cannot download {info.name} into {path.parent} ({in_words(err)}): {_fix(err)}") from None
     try:
         yield
+    except BaseException:
+        if made_here:
+            lock_path.unlink(missing_ok=True)
+        raise
     finally:
         lock.release()
 

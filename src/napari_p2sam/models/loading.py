@@ -26,8 +26,9 @@ from segment_anything.modeling import (
 )
 
 from .allocator import keep_freed_memory
-from .download import verified_path
-from .registry import MODELS
+from ..io.paths import user_path
+from .download import download
+from .registry import MODELS, registry_name
 from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
 
 NORMALIZATIONS = ("sam", "minmax")
@@ -274,35 +275,30 @@ def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
-def registry_name(checkpoint: str | Path) -> str | None:
-    """``checkpoint`` if it is a registry name and no file of that name exists, else None."""
-    if isinstance(checkpoint, str) and checkpoint in MODELS and not Path(checkpoint).expanduser().exists():
-        return checkpoint
-    return None
-
-
 def load_model(
     checkpoint: str | Path,
     *,
     device: str | torch.device | None = None,
     normalization: str | None = None,
+    download_progress: object = True,
 ) -> SamModel:
     """Load a SAM checkpoint (architecture inferred) onto ``device``.
 
-    ``checkpoint``: a file path, or a registry name such as ``"vit_b"``
-    (``napari-p2sam models list``) that stands for its downloaded file,
-    used only after its sha256 matched. ``normalization``: ``"sam"`` (pixel
-    mean/std, SAM and its fine-tunes) or ``"minmax"`` (MedSAM); default: the
-    registry model's, ``"sam"`` for files.
+    ``checkpoint``: a file path (``~`` and ``$VARS`` expanded), or a registry
+    name such as ``"vit_b"`` (``napari-p2sam models list``) that stands for
+    its file: downloaded on first use, used only after its sha256 matched.
+    ``download_progress``: as in :func:`~napari_p2sam.models.download.download`.
+    ``normalization``: ``"sam"`` (pixel mean/std, SAM and its fine-tunes) or
+    ``"minmax"`` (MedSAM); default: the registry model's, ``"sam"`` for files.
     """
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     name = registry_name(checkpoint)
     if name is not None:
-        path, identity = verified_path(name), MODELS[name].sha256
+        path, identity = download(name, progressbar=download_progress), MODELS[name].sha256
         normalization = normalization or MODELS[name].normalization
     else:
-        path, identity = Path(checkpoint).expanduser(), None
+        path, identity = user_path(checkpoint), None
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})")
     state = read_state_dict(path)

@@ -10,6 +10,9 @@ segment-anything's prompt encoder and mask decoder).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..io.paths import user_path
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,10 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(
             f"unknown model {name!r}; known models: {', '.join(MODELS)} (see `napari-p2sam models list`)"
         ) from None
+
+
+def registry_name(checkpoint: str | Path) -> str | None:
+    """``checkpoint`` if it names a registry model (``vit_b``) and no file of that name exists, else None."""
+    if isinstance(checkpoint, str) and checkpoint in MODELS and not user_path(checkpoint).exists():
+        return checkpoint
+    return None

@@ -6,12 +6,12 @@ model's process only loads files (:mod:`napari_p2sam.ui.engine_process`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io.paths import user_path
 from ..models.download import download, model_path
-from ..models.registry import MODELS
+from ..models.registry import MODELS, registry_name
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,6 @@ class ModelChoice:
     sha256: str | None = None
 
 
-def user_path(path: str | Path) -> Path:
-    """A path as the user typed it, with ``~`` and environment variables (``$HOME``, ``%USERPROFILE%``) expanded."""
-    return Path(os.path.expandvars(os.path.expanduser(str(path))))
-
-
-def is_registry_name(checkpoint: str | Path) -> bool:
-    """Whether ``checkpoint`` names a registry model (``vit_b``) rather than a file of that name."""
-    return isinstance(checkpoint, str) and checkpoint in MODELS and not user_path(checkpoint).exists()
-
-
 def resolve_model(
     checkpoint: str | Path,
     *,
@@ -52,7 +42,7 @@ def resolve_model(
     a file must exist. Raises ``OSError`` subclasses whose message says what
     to do.
     """
-    if is_registry_name(checkpoint):
+    if registry_name(checkpoint) is not None:
         info = MODELS[checkpoint]
         path = model_path(checkpoint)
         if not path.is_file():

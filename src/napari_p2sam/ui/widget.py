@@ -35,7 +35,8 @@ from ..models.registry import MODELS
 from .engine_process import EngineProcess
 from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
 from .messages import DownloadMeter, FrameUpdate, RunSummary
-from .model_choice import ModelChoice, resolve_model, user_path
+from ..io.paths import user_path
+from .model_choice import ModelChoice, resolve_model
 from .output import RunOutput, add_output_labels, add_prompt_points
 from .scores import FrameScores
 
