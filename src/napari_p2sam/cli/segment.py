@@ -23,18 +23,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.cache import EmbeddingCache
 from ..engine.pixels import DEFAULT_PERCENTILES
-from ..engine.propagate import Progress, Propagation, painted_frames, propagate
-from ..engine.reference import ReferenceError
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
-from ..models.loading import load_model
+
+if TYPE_CHECKING:
+    from ..engine.propagate import Progress, Propagation
 
 FORMATS = ("tif", "png")
 
@@ -119,6 +119,8 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
     A labels stack is read one frame at a time; only its painted frames are kept.
     A colour mask uses its first channel.
     """
+    from ..engine.reference import ReferenceError  # imports torch
+
     masks = open_source(path)
     try:
         if len(masks) == 1:
@@ -188,6 +190,11 @@ def check_out(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     out = args.out
     check_out(args)
+    # torch loads here, after the checks that answer at once
+    from ..engine.cache import EmbeddingCache
+    from ..engine.propagate import painted_frames, propagate
+    from ..models.loading import load_model
+
     settings = settings_from_args(args)
     cache = EmbeddingCache(args.cache) if args.cache else None
     source = open_source(args.input, skip_unreadable=args.skip_unreadable)

@@ -16,8 +16,9 @@ import ot
 import torch
 import torch.nn.functional as F
 
+from .settings import RETRIEVAL_METHODS
+
 EMPTY_SCORE = float("inf")
-RETRIEVAL_METHODS = ("exact", "sampled")
 
 
 def candidate_patches(

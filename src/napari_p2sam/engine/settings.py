@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .retrieval import RETRIEVAL_METHODS
-
 METHODS = ("p2sam", "persam")
 VARIANTS = ("natural", "medical")
+RETRIEVAL_METHODS = ("exact", "sampled")
 
 
 @dataclass(frozen=True)
