@@ -4,6 +4,10 @@ napari reads TIFF stacks itself; it has no lazy reader for videos and
 reads a folder of images whole. Frames come from the engine's frame
 sources (:mod:`napari_p2sam.engine.sources`): folders in natural order
 (``2.png`` before ``10.png``), videos decoded with PyAV.
+
+napari's own reader also claims ``*.mp4``, ``*.avi``, ... and decodes the
+whole video into memory. With two readers for a file napari asks which one,
+unless its preferences name one: :func:`prefer_for_videos` names this one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,25 @@ from pathlib import Path
 import numpy as np
 
 from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, VideoFrames
+
+
+PLUGIN = "napari-p2sam"
+
+
+def prefer_for_videos(_context=None) -> None:
+    """Make this reader napari's choice for videos, for each suffix the user has not assigned a reader to.
+
+    npe2 calls it when the plugin is first used in a session (``on_activate``
+    in napari.yaml); napari keeps the choice in its settings
+    (Preferences → Plugins → File extension readers), so later sessions open
+    videos with it without asking.
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    unset = {f"*{suffix}": PLUGIN for suffix in VIDEO_SUFFIXES if f"*{suffix}" not in plugins.extension2reader}
+    if unset:
+        plugins.extension2reader = {**plugins.extension2reader, **unset}
 
 
 def get_reader(path):
