@@ -169,6 +169,72 @@ def test_writers_save_tiff_and_png_folders(tmp_path):
         _writer.write_png_folder(str(tmp_path / "big"), labels * 1000, {})
 
 
+def painted_labels(dtype) -> np.ndarray:
+    """Labels ``(3, 6, 8)``: objects 1 and 2, and 255 in a corner."""
+    labels = np.zeros((3, 6, 8), dtype)
+    labels[0, 1:3, 1:4] = 1
+    labels[1, 2:5, 3:7] = 2
+    labels[2, 0, 0] = 255
+    return labels
+
+
+@pytest.mark.parametrize("dtype, largest", [(np.uint8, 255), (np.uint16, 300), (np.int32, 70000)])
+def test_saved_labels_reopen_in_napari_as_labels(make_napari_viewer, tmp_path, dtype, largest):
+    """Saved through napari with the plugin's writers, reopened through napari's open path."""
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer()
+    labels = painted_labels(dtype)
+    labels[2, 5, 7] = largest
+    layer = viewer.add_labels(labels, name="painted")
+    layer.save(str(tmp_path / "labels.tif"), plugin="napari-p2sam")
+
+    for plugin in ("napari", None):  # viewer.open's default; drag and drop and File → Open
+        [tiff] = viewer.open(tmp_path / "labels.tif", plugin=plugin)
+        assert isinstance(tiff, Labels)
+        np.testing.assert_array_equal(tiff.data, labels)
+
+    if largest > 65535:
+        return  # no PNG holds it (the writer says so, see test_writers_save_tiff_and_png_folders)
+    layer.save(str(tmp_path / "masks.png"), plugin="napari-p2sam")
+    [pngs] = viewer.open(tmp_path / "masks", plugin="napari-p2sam")  # the reader napari asks about for folders
+    assert isinstance(pngs, Labels) and pngs.name == "masks"
+    np.testing.assert_array_equal(pngs.data, labels)
+
+
+def test_batch_outputs_reopen_in_napari_as_labels(make_napari_viewer, small_checkpoint, tmp_path, one_torch_thread):
+    from napari.layers import Labels
+
+    from napari_p2sam.cli import main
+
+    viewer = make_napari_viewer()
+    tifffile.imwrite(tmp_path / "stack.tif", np.random.default_rng(3).integers(0, 255, (5, 48, 64), np.uint8))
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 15:45] = 7
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["segment", str(tmp_path / "stack.tif"), "--checkpoint", str(small_checkpoint), "--reference-mask",
+              str(tmp_path / "mask.png"), "--method", "persam", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "out.tif")]) == 0
+    assert main([*common, "--out", str(tmp_path / "masks"), "--format", "png"]) == 0
+
+    [tiff] = viewer.open(tmp_path / "out.tif")
+    [pngs] = viewer.open(tmp_path / "masks", plugin="napari-p2sam")
+    for layer in (tiff, pngs):
+        assert isinstance(layer, Labels) and layer.data.shape == (5, 48, 64)
+        np.testing.assert_array_equal(layer.data[0], mask)  # the painted frame, with its label value
+    np.testing.assert_array_equal(tiff.data, pngs.data)
+
+
+def test_reader_opens_only_our_png_folders_as_labels(tmp_path):
+    folder = tmp_path / "masks"
+    _writer.write_png_folder(str(folder), painted_labels(np.uint8), {})
+    assert _reader.get_reader(str(folder))(str(folder))[0][2] == "labels"
+    (folder / ".napari-p2sam.json").unlink()  # e.g. copied without its hidden file: PNGs like any others
+    [(data, _meta, kind)] = _reader.get_reader(str(folder))(str(folder))
+    assert kind == "image"
+    np.testing.assert_array_equal(np.asarray(data), painted_labels(np.uint8))
+
+
 def test_scripting_example_runs(make_napari_viewer, tiny_checkpoint, one_torch_thread):
     """docs/scripting.md's example, with the tiny random SAM as ``checkpoint``.
 
