@@ -65,6 +65,12 @@ def test_argument_errors_are_fast_and_do_not_import_torch():
     assert "argument --frames: expected START:STOP (e.g. 10:50 or 10:), got '3'" in done.stderr
     assert "torch" not in imported and seconds < SECONDS
 
+    done, seconds, imported = command(
+        ["segment", "no-such-movie.mp4", "--checkpoint", "vit_b", "--reference-mask", "m.png", "--out", "o.tif"]
+    )
+    assert done.returncode == 1 and "no-such-movie.mp4" in done.stderr and "Traceback" not in done.stderr
+    assert "torch" not in imported and seconds < SECONDS
+
     done, seconds, imported = command(["eval", "perseg", "data", "--out", "o"])
     assert done.returncode == 2 and "the following arguments are required: --checkpoint" in done.stderr
     assert "torch" not in imported and seconds < SECONDS

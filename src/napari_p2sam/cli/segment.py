@@ -190,16 +190,16 @@ def check_out(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     out = args.out
     check_out(args)
-    # torch loads here, after the checks that answer at once
+    settings = settings_from_args(args)
+    source = open_source(args.input, skip_unreadable=args.skip_unreadable)
+    for path, reason in source.skipped:
+        print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
+    # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
     from ..engine.cache import EmbeddingCache
     from ..engine.propagate import painted_frames, propagate
     from ..models.loading import load_model
 
-    settings = settings_from_args(args)
     cache = EmbeddingCache(args.cache) if args.cache else None
-    source = open_source(args.input, skip_unreadable=args.skip_unreadable)
-    for path, reason in source.skipped:
-        print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
     model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None)
