@@ -25,7 +25,6 @@ import numpy as np
 from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, VideoFrames
 from .io.label_files import listed_pngs, read_label_pngs
 
-
 PLUGIN = "napari-p2sam"
 
 

@@ -84,7 +84,8 @@ def read_label_pngs(folder: Path, names: list[str]) -> np.ndarray:
 
     first = read_image(folder / names[0])
     labels = np.empty((len(names), *first.shape), first.dtype)
-    for index, name in enumerate(names):
+    labels[0] = first
+    for index, name in enumerate(names[1:], start=1):
         frame = read_image(folder / name)
         if frame.shape != first.shape:
             raise ValueError(f"{folder / name} is {frame.shape} but {names[0]} is {first.shape}: one size for all")
