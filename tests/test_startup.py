@@ -130,7 +130,12 @@ def test_dev_runs_from_another_folder(tmp_path):
     done = subprocess.run([ROOT / "dev", "test", "tests/test_parity.py"], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert log.read_text().splitlines()[-1] == f"{ROOT}|-m pytest tests/test_parity.py"
+    assert log.read_text().splitlines() == [f"{ROOT}|-m pytest tests/test_parity.py"]  # set up already: no pip
+
+    log.unlink()
+    done = subprocess.run([ROOT / "dev", "setup"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{elsewhere}|-m pip install -q -e {ROOT}[testing]" in log.read_text().splitlines()  # setup: again
 
     done = subprocess.run([ROOT / "dev"], cwd=elsewhere, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "./dev napari" in done.stdout
