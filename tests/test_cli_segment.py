@@ -57,7 +57,7 @@ def test_tiff_stack_with_a_2d_mask(small_checkpoint, small_model, stack, mask, t
                    "--reference-frame", 2, "--out", out, *FAST)
     assert code == 0
     labels = tifffile.imread(out)
-    assert labels.shape == (5, 48, 64) and labels.dtype == np.uint8
+    assert labels.shape == (5, 48, 64) and labels.dtype == np.uint32  # 32-bit: napari opens it as labels
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, {2: mask}))
     np.testing.assert_array_equal(labels[2], mask)  # the painted frame keeps its paint (value 255)
     assert "wrote" in capsys.readouterr().out
@@ -76,7 +76,7 @@ def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, 
     assert segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask",
                    tmp_path / "labels.tif", "--out", out, *FAST) == 0
     labels = tifffile.imread(out)
-    assert labels.dtype == np.uint16
+    assert labels.dtype == np.uint32  # the uint16 labels' values, in 32 bits
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, references))
     assert set(np.unique(labels[1])) <= {0, 7, 300} and set(np.unique(labels[3])) <= {0, 7}
 

@@ -13,6 +13,8 @@ from PIL import Image
 
 from napari_p2sam import _reader, _writer
 from napari_p2sam._sample_data import time_lapse_stack
+from napari_p2sam.engine.sources import VIDEO_SUFFIXES
+from napari_p2sam.launch import open_files
 from napari_p2sam.ui.widget import P2SAMWidget
 
 from .plugin_support import one_torch_thread  # noqa: F401  (fixture)
@@ -31,7 +33,9 @@ def test_manifest_is_discovered_and_valid():
     found = pm.get_manifest("napari-p2sam").contributions
     assert [w.display_name for w in found.widgets] == ["One-shot segmentation"]
     assert [s.key for s in found.sample_data] == ["time-lapse", "photo-pan"]
-    assert found.readers[0].accepts_directories and "*.mp4" in found.readers[0].filename_patterns
+    assert found.readers[0].accepts_directories
+    assert found.readers[0].filename_patterns == [f"*{suffix}" for suffix in VIDEO_SUFFIXES]
+    assert pm.get_manifest("napari-p2sam").on_activate == "napari_p2sam._reader:prefer_for_videos"
     assert [w.filename_extensions for w in found.writers] == [[".tif", ".tiff"], [".png"]]
 
 
@@ -76,17 +80,65 @@ def test_reader_opens_an_image_folder_lazily_in_natural_order(tmp_path):
 
 
 def test_reader_opens_a_video_lazily(tmp_path):
-    pytest.importorskip("av")
-    frames = np.zeros((4, 16, 24, 3), np.uint8)
-    for t in range(4):
-        frames[t, :, :, t % 3] = 60 * (t + 1)
     path = tmp_path / "clip.avi"
-    write_video(path, frames, "ffv1", "bgr0")
+    frames = small_video(path)
     reader = _reader.get_reader(str(path))
     [(data, meta, _kind)] = reader(str(path))
     assert meta["rgb"] and data.shape == (4, 16, 24, 3)
     np.testing.assert_array_equal(np.asarray(data[2]), frames[2])
     np.testing.assert_array_equal(np.asarray(data[0]), frames[0])  # seeking back works
+
+
+def small_video(path: Path) -> np.ndarray:
+    """Write 4 frames ``(4, 16, 24, 3)`` losslessly to ``path`` (.avi or .mkv); returns them."""
+    pytest.importorskip("av")
+    frames = np.zeros((4, 16, 24, 3), np.uint8)
+    for t in range(4):
+        frames[t, :, :, t % 3] = 60 * (t + 1)
+    write_video(path, frames, "ffv1", "bgr0")
+    return frames
+
+
+def test_napari_opens_videos_with_our_reader_unless_the_user_chose_another(make_napari_viewer, tmp_path):
+    """The path of drag and drop and File → Open (``plugin=None``), after the plugin's first use in a session."""
+    from napari.errors import MultipleReaderError
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer()  # napari's settings start from their defaults
+    frames = small_video(tmp_path / "clip.mkv")
+    small_video(tmp_path / "clip.avi")
+    with pytest.raises(MultipleReaderError):  # napari's window would ask which reader
+        viewer.open(tmp_path / "clip.mkv", plugin=None)
+
+    plugins = get_settings().plugins
+    plugins.extension2reader = {"*.avi": "napari"}  # the user's own choice for .avi
+    _reader.prefer_for_videos()  # what npe2 runs when the plugin is first used
+
+    [layer] = viewer.open(tmp_path / "clip.mkv", plugin=None)
+    assert layer.source.reader_plugin == "napari-p2sam" and type(layer.data).__module__.startswith("dask")
+    np.testing.assert_array_equal(np.asarray(layer.data[3]), frames[3])
+    assert plugins.extension2reader["*.avi"] == "napari"
+    assert {plugins.extension2reader[f"*{suffix}"] for suffix in VIDEO_SUFFIXES if suffix != ".avi"} == {
+        "napari-p2sam"
+    }
+    [kept] = viewer.open(tmp_path / "clip.avi", plugin=None)
+    assert kept.source.reader_plugin == "napari" and isinstance(kept.data, np.ndarray)
+
+
+def test_launch_opens_videos_and_image_folders_with_our_reader(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    small_video(tmp_path / "clip.avi")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((6, 8), index, np.uint8)).save(folder / f"{index}.png")
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 6, 8), np.uint16))
+
+    open_files(viewer, [str(tmp_path / "clip.avi"), str(folder), str(tmp_path / "stack.tif")])
+    video, frames, stack = viewer.layers
+    assert [layer.source.reader_plugin for layer in viewer.layers] == ["napari-p2sam", "napari-p2sam", "napari"]
+    assert type(video.data).__module__.startswith("dask") and video.data.shape == (4, 16, 24, 3)
+    assert frames.data.shape == (3, 6, 8) and stack.data.shape == (2, 6, 8)
 
 
 def test_reader_leaves_other_files_to_napari(tmp_path):
@@ -115,6 +167,72 @@ def test_writers_save_tiff_and_png_folders(tmp_path):
         _writer.write_png_folder(str(tmp_path / "bad"), -labels, {})
     with pytest.raises(ValueError, match=r"label values 0\.\.300000 do not fit a PNG"):
         _writer.write_png_folder(str(tmp_path / "big"), labels * 1000, {})
+
+
+def painted_labels(dtype) -> np.ndarray:
+    """Labels ``(3, 6, 8)``: objects 1 and 2, and 255 in a corner."""
+    labels = np.zeros((3, 6, 8), dtype)
+    labels[0, 1:3, 1:4] = 1
+    labels[1, 2:5, 3:7] = 2
+    labels[2, 0, 0] = 255
+    return labels
+
+
+@pytest.mark.parametrize("dtype, largest", [(np.uint8, 255), (np.uint16, 300), (np.int32, 70000)])
+def test_saved_labels_reopen_in_napari_as_labels(make_napari_viewer, tmp_path, dtype, largest):
+    """Saved through napari with the plugin's writers, reopened through napari's open path."""
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer()
+    labels = painted_labels(dtype)
+    labels[2, 5, 7] = largest
+    layer = viewer.add_labels(labels, name="painted")
+    layer.save(str(tmp_path / "labels.tif"), plugin="napari-p2sam")
+
+    for plugin in ("napari", None):  # viewer.open's default; drag and drop and File → Open
+        [tiff] = viewer.open(tmp_path / "labels.tif", plugin=plugin)
+        assert isinstance(tiff, Labels)
+        np.testing.assert_array_equal(tiff.data, labels)
+
+    if largest > 65535:
+        return  # no PNG holds it (the writer says so, see test_writers_save_tiff_and_png_folders)
+    layer.save(str(tmp_path / "masks.png"), plugin="napari-p2sam")
+    [pngs] = viewer.open(tmp_path / "masks", plugin="napari-p2sam")  # the reader napari asks about for folders
+    assert isinstance(pngs, Labels) and pngs.name == "masks"
+    np.testing.assert_array_equal(pngs.data, labels)
+
+
+def test_batch_outputs_reopen_in_napari_as_labels(make_napari_viewer, small_checkpoint, tmp_path, one_torch_thread):
+    from napari.layers import Labels
+
+    from napari_p2sam.cli import main
+
+    viewer = make_napari_viewer()
+    tifffile.imwrite(tmp_path / "stack.tif", np.random.default_rng(3).integers(0, 255, (5, 48, 64), np.uint8))
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 15:45] = 7
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["segment", str(tmp_path / "stack.tif"), "--checkpoint", str(small_checkpoint), "--reference-mask",
+              str(tmp_path / "mask.png"), "--method", "persam", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "out.tif")]) == 0
+    assert main([*common, "--out", str(tmp_path / "masks"), "--format", "png"]) == 0
+
+    [tiff] = viewer.open(tmp_path / "out.tif")
+    [pngs] = viewer.open(tmp_path / "masks", plugin="napari-p2sam")
+    for layer in (tiff, pngs):
+        assert isinstance(layer, Labels) and layer.data.shape == (5, 48, 64)
+        np.testing.assert_array_equal(layer.data[0], mask)  # the painted frame, with its label value
+    np.testing.assert_array_equal(tiff.data, pngs.data)
+
+
+def test_reader_opens_only_our_png_folders_as_labels(tmp_path):
+    folder = tmp_path / "masks"
+    _writer.write_png_folder(str(folder), painted_labels(np.uint8), {})
+    assert _reader.get_reader(str(folder))(str(folder))[0][2] == "labels"
+    (folder / ".napari-p2sam.json").unlink()  # e.g. copied without its hidden file: PNGs like any others
+    [(data, _meta, kind)] = _reader.get_reader(str(folder))(str(folder))
+    assert kind == "image"
+    np.testing.assert_array_equal(np.asarray(data), painted_labels(np.uint8))
 
 
 def test_scripting_example_runs(make_napari_viewer, tiny_checkpoint, one_torch_thread):

@@ -4,6 +4,14 @@ napari reads TIFF stacks itself; it has no lazy reader for videos and
 reads a folder of images whole. Frames come from the engine's frame
 sources (:mod:`napari_p2sam.engine.sources`): folders in natural order
 (``2.png`` before ``10.png``), videos decoded with PyAV.
+
+A folder of PNGs that napari-p2sam wrote (it holds the list
+``.napari-p2sam.json``, see :mod:`napari_p2sam.io.label_files`) opens as
+the Labels layer it was saved from, read whole so that it can be painted.
+
+napari's own reader also claims ``*.mp4``, ``*.avi``, ... and decodes the
+whole video into memory. With two readers for a file napari asks which one,
+unless its preferences name one: :func:`prefer_for_videos` names this one.
 """
 
 from __future__ import annotations
@@ -15,6 +23,25 @@ from pathlib import Path
 import numpy as np
 
 from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, VideoFrames
+from .io.label_files import listed_pngs, read_label_pngs
+
+PLUGIN = "napari-p2sam"
+
+
+def prefer_for_videos(_context=None) -> None:
+    """Make this reader napari's choice for videos, for each suffix the user has not assigned a reader to.
+
+    npe2 calls it when the plugin is first used in a session (``on_activate``
+    in napari.yaml); napari keeps the choice in its settings
+    (Preferences → Plugins → File extension readers), so later sessions open
+    videos with it without asking.
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    unset = {f"*{suffix}": PLUGIN for suffix in VIDEO_SUFFIXES if f"*{suffix}" not in plugins.extension2reader}
+    if unset:
+        plugins.extension2reader = {**plugins.extension2reader, **unset}
 
 
 def get_reader(path):
@@ -30,11 +57,14 @@ def get_reader(path):
 
 
 def read_frames(path) -> list[tuple]:
-    """One image layer ``(T, Y, X[, C])`` backed by a lazy dask array.
+    """One layer: our PNG folder as labels ``(T, Y, X)``; else an image ``(T, Y, X[, C])`` backed by a lazy dask array.
 
-    Unreadable files in a folder are skipped with a warning naming them.
+    Unreadable files in a folder of images are skipped with a warning naming them.
     """
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    label_pngs = listed_pngs(path) if path.is_dir() else None
+    if label_pngs:
+        return [(read_label_pngs(path, label_pngs), {"name": path.name}, "labels")]
     source = FolderFrames(path, skip_unreadable=True) if path.is_dir() else VideoFrames(path)
     if source.skipped:
         names = ", ".join(p.name for p, _reason in source.skipped)

@@ -21,7 +21,7 @@ def open_viewer(files: list[str] | None = None, checkpoint: str | None = None, s
 
     viewer = napari.Viewer(show=show)
     if files:
-        viewer.open(files)
+        open_files(viewer, files)
     else:
         viewer.open_sample("napari-p2sam", "time-lapse")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", WIDGET)
@@ -44,6 +44,14 @@ def show_first_painted_frame(viewer) -> None:
             world = layer.data_to_world([painted[0]] + [0] * (data.ndim - 1))
             viewer.dims.set_point(viewer.dims.ndim - data.ndim, world[0])
             return
+
+
+def open_files(viewer, files: list[str]) -> None:
+    """Open videos and folders of images with this plugin's lazy reader, everything else with napari's."""
+    from ._reader import PLUGIN, get_reader
+
+    for path in files:
+        viewer.open(path, plugin=PLUGIN if get_reader(path) else "napari")
 
 
 def main(argv: list[str] | None = None) -> None:

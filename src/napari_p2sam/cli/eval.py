@@ -25,10 +25,6 @@ from pathlib import Path
 
 from ..engine.settings import PRESETS, Settings
 from ..evaluation import datasets
-from ..evaluation.protocols import SUMMARIES
-from ..evaluation.report import plot, table, timing_line, total_lines, write_frames_csv, write_summary_csv
-from ..evaluation.runner import evaluate
-from ..models.loading import load_model
 
 METHODS = ("p2sam", "persam")
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
@@ -160,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     for name, settings in methods.items():
         print(f"  {name}: {describe(settings)}")
+
+    # torch loads here, after the checks of the arguments, OUT and the dataset
+    from ..evaluation.protocols import SUMMARIES
+    from ..evaluation.report import plot, table, timing_line, total_lines, write_frames_csv, write_summary_csv
+    from ..evaluation.runner import evaluate
+    from ..models.loading import load_model
 
     model = load_model(
         args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None

@@ -23,18 +23,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.cache import EmbeddingCache
 from ..engine.pixels import DEFAULT_PERCENTILES
-from ..engine.propagate import Progress, Propagation, painted_frames, propagate
-from ..engine.reference import ReferenceError
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
-from ..models.loading import load_model
+
+if TYPE_CHECKING:
+    from ..engine.propagate import Progress, Propagation
 
 FORMATS = ("tif", "png")
 
@@ -119,6 +119,8 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
     A labels stack is read one frame at a time; only its painted frames are kept.
     A colour mask uses its first channel.
     """
+    from ..engine.reference import ReferenceError  # imports torch
+
     masks = open_source(path)
     try:
         if len(masks) == 1:
@@ -189,10 +191,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     check_out(args)
     settings = settings_from_args(args)
-    cache = EmbeddingCache(args.cache) if args.cache else None
     source = open_source(args.input, skip_unreadable=args.skip_unreadable)
     for path, reason in source.skipped:
         print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
+    # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
+    from ..engine.cache import EmbeddingCache
+    from ..engine.propagate import painted_frames, propagate
+    from ..models.loading import load_model
+
+    cache = EmbeddingCache(args.cache) if args.cache else None
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
     model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None)

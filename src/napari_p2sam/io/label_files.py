@@ -1,8 +1,11 @@
 """The label outputs napari-p2sam writes, marked so that a later run can recognise them.
 
-- a label TIFF: its first page's Software tag is ``napari-p2sam``;
+- a label TIFF: its first page's Software tag is ``napari-p2sam``; its
+  labels are 32-bit (or 64-bit) integers, which napari opens as a Labels
+  layer (it takes such images for labels);
 - a folder of PNGs (``00012.png`` = frame 12): it holds ``.napari-p2sam.json``,
-  which lists the PNGs written into it.
+  which lists the PNGs written into it; the plugin's reader opens such a
+  folder as a Labels layer.
 
 Only a path that :func:`not_ours` accepts may be replaced by a new output
 (see :mod:`napari_p2sam.io.outputs`).
@@ -30,10 +33,20 @@ def png_dtype(lowest: int, highest: int) -> np.dtype:
     return label_dtype(highest)
 
 
+def tiff_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype labels of ``dtype`` are written in to a TIFF: the same values, at least 32 bits."""
+    dtype = np.dtype(dtype)
+    return np.promote_types(dtype, np.int32 if dtype.kind == "i" else np.uint32)
+
+
 def write_label_tiff(path: Path, frames: Iterable[np.ndarray], shape: tuple[int, ...], dtype: np.dtype) -> int:
-    """Write ``(H, W)`` frames, as they come, as one compressed label TIFF of ``shape``; returns the frame count."""
+    """Write ``(H, W)`` frames of ``dtype``, as they come, as one compressed label TIFF of ``shape``.
+
+    Stored as :func:`tiff_dtype` of ``dtype``; returns the frame count.
+    """
     import tifffile
 
+    dtype = tiff_dtype(dtype)
     written = 0
 
     def pages():
@@ -63,6 +76,21 @@ def write_label_pngs(folder: Path, frames: Iterable[tuple[int, np.ndarray]], cou
         Image.fromarray(labels.astype(dtype, copy=False)).save(folder / names[-1])
     (folder / PNG_LIST).write_text(json.dumps({"written_by": MARK, "pngs": names}, indent=1))
     return len(names)
+
+
+def read_label_pngs(folder: Path, names: list[str]) -> np.ndarray:
+    """The labels ``(T, H, W)`` of the PNGs ``names`` in ``folder`` (the list :func:`listed_pngs` gives), read whole."""
+    from .images import read_image
+
+    first = read_image(folder / names[0])
+    labels = np.empty((len(names), *first.shape), first.dtype)
+    labels[0] = first
+    for index, name in enumerate(names[1:], start=1):
+        frame = read_image(folder / name)
+        if frame.shape != first.shape:
+            raise ValueError(f"{folder / name} is {frame.shape} but {names[0]} is {first.shape}: one size for all")
+        labels[index] = frame
+    return labels
 
 
 def not_ours(path: Path) -> str | None:
