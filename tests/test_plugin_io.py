@@ -246,3 +246,18 @@ def test_scripting_example_runs(make_napari_viewer, tiny_checkpoint, one_torch_t
             str(DOCS / "scripting.md"), module_relative=False, globs={"checkpoint": tiny_checkpoint}, report=True
         )
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_launch_opens_on_the_painted_frame(tmp_path):
+    from napari_p2sam.launch import open_viewer
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((6, 16, 16), np.uint8))
+    painted = np.zeros((6, 16, 16), np.uint8)
+    painted[3, 4:9, 4:9] = 1
+    _writer.write_tiff(str(tmp_path / "painted.tif"), painted, {})  # saved labels reopen as labels
+    viewer, widget = open_viewer([str(tmp_path / "movie.tif"), str(tmp_path / "painted.tif")], show=False)
+    try:
+        assert viewer.dims.current_step[0] == 3
+        assert widget.reference.value is viewer.layers["painted"]
+    finally:
+        viewer.close()

@@ -17,6 +17,7 @@ from napari_p2sam.models import download
 from napari_p2sam.models.registry import MODELS
 from napari_p2sam.ui.widget import P2SAMWidget
 
+from .conftest import save_tiny_sam
 from .model_server import ModelServer
 from .plugin_support import engine, notifications, one_torch_thread  # noqa: F401  (fixtures)
 from .test_download import closed_port
@@ -360,3 +361,108 @@ def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_c
     assert "the network drive went away" in error and "3 finished frame(s) kept in 'movie P²SAM'" in error
     assert set(layer(viewer, "movie P²SAM prompts").data[:, 0].astype(int)) == {1, 2}
     assert widget.run_button.enabled
+
+
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory):
+    """A random SAM whose encoder takes seconds per frame on one thread (a frame's work outlasts a cancel)."""
+    path = tmp_path_factory.mktemp("ckpt") / "slow_sam.pth"
+    return save_tiny_sam(path, embed_dim=384, depth=6, num_heads=8, window_size=14, global_attn_indexes=(5,))
+
+
+def test_cancel_ends_the_run_within_seconds_even_in_the_middle_of_a_frame(qtbot, viewer_and_widget, slow_checkpoint, tiny_checkpoint):
+    import time
+
+    viewer, widget = viewer_and_widget
+    widget.checkpoint.value = str(slow_checkpoint)
+    widget.run()
+    qtbot.waitUntil(lambda: 1 in widget.scores.frames(), timeout=RUN_TIMEOUT_MS)
+    first_done = time.monotonic()
+    qtbot.waitUntil(lambda: 2 in widget.scores.frames(), timeout=RUN_TIMEOUT_MS)
+    frame_seconds = time.monotonic() - first_done  # one whole frame's work
+    qtbot.wait(300)  # well into frame 3
+    cancelled_at = time.monotonic()
+    widget.cancel()
+    assert widget.progress_text.value == "stopping…"
+    wait_for_run(qtbot, widget)
+    waited = time.monotonic() - cancelled_at
+    assert waited < 2.5 and waited < frame_seconds, (waited, frame_seconds)
+    summary = widget.last_summary
+    assert summary.cancelled and summary.done in (3, 4)  # frame 0 (painted), 1, 2, maybe 3; never half of one
+    output = layer(viewer, "movie P²SAM").data
+    assert output[1].any() and output[2].any() and not output[summary.done :].any()
+    assert widget.progress_text.value == f"cancelled: {summary.done} / {FRAMES} frames kept"
+    widget.checkpoint.value = str(tiny_checkpoint)  # a fast model: the next run starts a new model process
+    assert_a_full_run_works(qtbot, widget)
+
+
+def test_options_the_method_or_variant_ignores_are_disabled(viewer_and_widget):
+    _viewer, widget = viewer_and_widget
+    widget.preset.value = "photos"  # P²SAM, natural
+    assert widget.parts.enabled and not widget.background_parts.enabled
+    widget.variant.value = "medical"
+    assert widget.parts.enabled and widget.background_parts.enabled
+    widget.method.value = "persam"  # one part
+    assert not widget.parts.enabled and widget.background_parts.enabled
+    widget.preset.value = "persam"
+    assert not widget.parts.enabled and not widget.background_parts.enabled
+
+
+def test_the_frames_range_follows_the_frame_axis(make_napari_viewer, engine):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 7, SIZE, SIZE), np.uint8), name="t by z")
+    widget = P2SAMWidget(viewer, engine=engine)
+    assert widget.frame_axis.value == 0 and [box.value for box in widget.frames] == [0, 3]
+    widget.frame_axis.value = 1
+    assert [box.value for box in widget.frames] == [0, 6] and widget.frames[1].max == 6
+    viewer.add_image(np.zeros((SIZE, SIZE), np.uint8), name="one image")
+    widget.image.value = viewer.layers["one image"]
+    assert widget.frame_axis.value is None and not widget.frames.enabled
+
+
+def test_deleting_the_output_layer_resets_corrections_scores_and_status(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    wait_for_run(qtbot, widget)
+    viewer.dims.set_current_step(0, 3)
+    widget.use_reference_button.clicked.emit()
+    assert widget.status.value == "corrected frames used as references: 3"
+    viewer.layers.remove("movie P²SAM")
+    assert widget.status.value == "" and widget.scores.frames() == []
+    widget.run()
+    wait_for_run(qtbot, widget)
+    reference_of = dict(zip(widget.scores.frames(), column(widget.scores.table, 4)))
+    assert set(reference_of.values()) == {0}  # the deleted layer's correction is forgotten
+    assert len([lay for lay in viewer.layers if lay.name.startswith("movie P²SAM") and "prompts" not in lay.name]) == 1
+
+
+def test_a_rerun_with_other_settings_clears_the_frames_it_does_not_reach(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    widget.run()
+    wait_for_run(qtbot, widget)
+    output = layer(viewer, "movie P²SAM")
+    assert output.data[3:].any()
+    widget.parts[1].value = 1  # other settings, and only frames 0..2
+    widget.frames[1].value = 2
+    widget.run()
+    wait_for_run(qtbot, widget)
+    assert output is layer(viewer, "movie P²SAM") and not output.data[3:].any()
+    assert any("came from another model or other settings" in text for _s, text in notifications)
+    prompts = layer(viewer, "movie P²SAM prompts")
+    assert set(prompts.data[:, 0].astype(int)) == {1, 2}
+
+
+def test_the_dock_fits_a_1280_by_720_screen_without_cut_labels(make_napari_viewer, engine, qtbot):
+    from qtpy.QtWidgets import QLabel
+
+    viewer = make_napari_viewer(show=True)
+    frames, reference = stack()
+    viewer.add_image(frames, name="movie")
+    viewer.add_labels(reference, name="painted")
+    viewer.window._qt_window.resize(1280, 720)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "One-shot segmentation")
+    qtbot.wait(200)
+    assert widget.native.minimumSizeHint().height() <= 720 - 100  # title and menu bars take the rest
+    cut = [label.text() for label in widget.native.findChildren(QLabel)
+           if label.isVisible() and label.text() and label.width() < label.sizeHint().width()]
+    assert cut == []

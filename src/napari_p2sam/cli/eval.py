@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..engine.settings import PRESETS, Settings
+from ..io.paths import user_path
 from ..evaluation import datasets
 
 METHODS = ("p2sam", "persam")
@@ -37,7 +38,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="folder for predictions, CSV files and the plot")
+    parser.add_argument("--out", required=True, type=user_path, help="folder for predictions, CSV files and the plot")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it is not empty")
     parser.add_argument(
         "--method", nargs="+", choices=METHODS, default=["p2sam"], help="methods compared in one run (default p2sam)"
@@ -56,15 +57,15 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     layouts = parser.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
     perseg = layouts.add_parser("perseg", help="PerSeg: Images/<object>/NN.jpg + Annotations/<object>/NN.png")
-    perseg.add_argument("data", type=Path, help="the PerSeg folder")
+    perseg.add_argument("data", type=user_path, help="the PerSeg folder")
     cvc = layouts.add_parser("cvc", help="raw CVC-ClinicDB: Original/*.tif + 'Ground Truth'/*.tif (612 frames)")
-    cvc.add_argument("data", type=Path, help="the CVC-ClinicDB folder")
+    cvc.add_argument("data", type=user_path, help="the CVC-ClinicDB folder")
     cvc.add_argument(
         "--videos", type=int, nargs="+", metavar="N", help="evaluate only these videos (1..29), e.g. for a quick check"
     )
     folder = layouts.add_parser("folder", help="any sequence: IMAGES and MASKS folders with matching file names")
-    folder.add_argument("images", type=Path, help="folder of images (natural order: 2 before 10)")
-    folder.add_argument("masks", type=Path, help="folder of ground-truth masks named like the images")
+    folder.add_argument("images", type=user_path, help="folder of images (natural order: 2 before 10)")
+    folder.add_argument("masks", type=user_path, help="folder of ground-truth masks named like the images")
     folder.add_argument(
         "--reference-frame", type=int, default=0, metavar="N", help="0-based index of the reference image (default 0)"
     )

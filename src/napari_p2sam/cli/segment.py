@@ -31,6 +31,7 @@ from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
+from ..io.paths import user_path
 from ..io.outputs import check_output, locked, write_output
 
 if TYPE_CHECKING:
@@ -40,19 +41,19 @@ FORMATS = ("tif", "png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", type=Path, help="image, TIFF stack, folder of images or video to segment")
+    parser.add_argument("input", type=user_path, help="image, TIFF stack, folder of images or video to segment")
     parser.add_argument(
         "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
     )
     parser.add_argument(
-        "--reference-mask", required=True, type=Path, help="2D mask (with --reference-frame) or labels TIFF stack"
+        "--reference-mask", required=True, type=user_path, help="2D mask (with --reference-frame) or labels TIFF stack"
     )
     parser.add_argument("--reference-frame", type=int, help="frame a 2D mask was painted on (default 0)")
-    parser.add_argument("--out", required=True, type=Path, help="output label TIFF, or folder for --format png")
+    parser.add_argument("--out", required=True, type=user_path, help="output label TIFF, or folder for --format png")
     parser.add_argument("--format", choices=FORMATS, default="tif", help="tif: one label TIFF; png: one PNG per frame")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier output of ours")
     parser.add_argument("--frames", type=frame_slice, metavar="START:STOP", help="segment frames START..STOP-1 only")
-    parser.add_argument("--cache", type=Path, metavar="DIR", help="keep image embeddings in DIR for later runs")
+    parser.add_argument("--cache", type=user_path, metavar="DIR", help="keep image embeddings in DIR for later runs")
     parser.add_argument(
         "--channel", type=channel_choice, metavar="C|R,G,B", help="channel(s) of multi-channel frames to use"
     )

@@ -38,6 +38,7 @@ import pooch
 import requests
 from filelock import FileLock, Timeout
 
+from ..io.paths import user_path
 from .checksums import forget_sha256, hash_into, remember_sha256, sha256_of
 from .registry import ModelInfo, model_info
 
@@ -66,7 +67,7 @@ class ChecksumMismatchError(ModelFileError):
 def models_dir() -> Path:
     """The folder that holds downloaded models (``$NAPARI_P2SAM_CACHE/models`` overrides)."""
     root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path(pooch.os_cache("napari-p2sam"))
+    base = user_path(root) if root else Path(pooch.os_cache("napari-p2sam"))
     return base / "models"
 
 
