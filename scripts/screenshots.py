@@ -15,13 +15,13 @@ is made flat, as a camera's dropped frame would be.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,18 @@ def save(viewer, app, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def random_sam(path: Path) -> Path:
+    """A random SAM a few seconds a frame on a CPU (so the pictures catch a run), made in another process:
+    this one runs napari and must not import torch (docs/architecture.md)."""
+    make = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from tests.conftest import save_tiny_sam; "
+        "save_tiny_sam(Path(sys.argv[2]), embed_dim=256, depth=4, num_heads=8, window_size=14, global_attn_indexes=(3,))"
+    )
+    subprocess.run([sys.executable, "-c", make, str(ROOT), str(path)], check=True)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
@@ -59,11 +71,9 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_p2sam.launch import open_viewer
-    from tests.conftest import save_tiny_sam
 
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = save_tiny_sam(Path(folder) / "tiny_random_sam.pth")
+        checkpoint = random_sam(Path(folder) / "random_sam.pth")
         viewer, widget = open_viewer(checkpoint=str(checkpoint))
         app = QApplication.instance()
         window = viewer.window._qt_window
@@ -76,12 +86,10 @@ def main() -> None:
         save(viewer, app, args.out / "widget.png")
 
         widget.run()
-        window._activity_dialog.show()
         wait(app, lambda: len(widget.scores.frames()) >= 4)
         viewer.dims.set_current_step(0, max(widget.scores.frames()))  # the latest finished frame
-        save(viewer, app, args.out / "running.png")
+        save(viewer, app, args.out / "running.png")  # progress in the dock, frames filling in
         wait(app, lambda: not widget.running)
-        window._activity_dialog.hide()
 
         table = widget.scores.table
         table.sortItems(2)  # by score, worst (highest) last
