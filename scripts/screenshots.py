@@ -51,12 +51,11 @@ def save(viewer, app, path: Path) -> None:
 
 
 def random_sam(path: Path) -> Path:
-    """A random SAM a few seconds a frame on a CPU (so the pictures catch a run), made in another process:
-    this one runs napari and must not import torch (docs/architecture.md)."""
+    """The tests' tiny random SAM, made in another process: this one runs napari and must not import
+    torch (docs/architecture.md)."""
     make = (
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-        "from tests.conftest import save_tiny_sam; "
-        "save_tiny_sam(Path(sys.argv[2]), embed_dim=256, depth=4, num_heads=8, window_size=14, global_attn_indexes=(3,))"
+        "from tests.conftest import save_tiny_sam; save_tiny_sam(Path(sys.argv[2]))"
     )
     subprocess.run([sys.executable, "-c", make, str(ROOT), str(path)], check=True)
     return path
@@ -86,7 +85,7 @@ def main() -> None:
         save(viewer, app, args.out / "widget.png")
 
         widget.run()
-        wait(app, lambda: len(widget.scores.frames()) >= 4)
+        wait(app, lambda: len(widget.scores.frames()) >= 2)
         viewer.dims.set_current_step(0, max(widget.scores.frames()))  # the latest finished frame
         save(viewer, app, args.out / "running.png")  # progress in the dock, frames filling in
         wait(app, lambda: not widget.running)

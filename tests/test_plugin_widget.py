@@ -309,7 +309,8 @@ def test_offline_download_is_a_notification_with_the_recipe(qtbot, viewer_and_wi
     assert f"Put mobile_sam.pt in {tmp_path / 'cache' / 'models'}" in error  # where to put the file by hand
     assert "`napari-p2sam models download vit_t`" in error
     assert [layer.name for layer in viewer.layers] == layers_before  # no empty output layers
-    assert not any((tmp_path / "cache").rglob("*")), "no lock file, no partial download left behind"
+    left = [path.name for path in (tmp_path / "cache").rglob("*") if not path.is_dir()]
+    assert left == [], "no lock file, no partial download left behind"
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
