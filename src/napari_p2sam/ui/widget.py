@@ -17,8 +17,6 @@ import logging
 import os
 import tempfile
 import threading
-import time
-from pathlib import Path
 from typing import Iterator
 from weakref import WeakKeyDictionary
 
@@ -90,7 +88,7 @@ class P2SAMWidget(Container):
         self._starting = False  # between the click on Run and the worker's start
         self._running_on = ""  # the output layer's name, for messages
         self._stop = threading.Event()
-        self._run_started = 0.0
+        self._frames_run = range(0)  # the frames of the run going on
         self._meter = DownloadMeter()
         self._download_timer = QTimer(self.native)
         self._download_timer.setInterval(250)
@@ -427,7 +425,6 @@ class P2SAMWidget(Container):
         worker.finished.connect(self._finished)
         self._worker, self._starting = worker, False
         self._frames_run = frames
-        self._run_started = time.monotonic()
         self.progress_bar.max, self.progress_bar.value = len(frames), 0
         self.progress_bar.visible = True
         self._show_progress_text(f"0 / {len(frames)} frames · loading the model, then frame {frames[0]}")
