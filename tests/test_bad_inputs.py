@@ -169,3 +169,37 @@ def test_constant_similarity_gives_a_neutral_attention_bias():
     for flat in (torch.full((5, 7), 0.3), torch.full((1, 1), 0.3)):
         bias = attention_bias(flat, 64)
         assert torch.equal(bias, torch.full((1, 1, 1, 64 * 64), 0.5))
+
+
+def image_given_as_mask(size: int = 64) -> np.ndarray:
+    """An 8-bit gradient 'mask': 255 label values, as when a photo is picked instead of its mask."""
+    return (np.arange(size * size).reshape(size, size) % 255 + 1).astype(np.uint8)
+
+
+def test_an_image_given_as_the_mask_stops_before_any_work(small_model):
+    from napari_p2sam import TooManyObjectsError, segment_stack
+
+    frames = np.zeros((3, 64, 64), np.uint8)
+    with pytest.raises(TooManyObjectsError, match=r"holds 255 objects .* is it an image rather than a mask"):
+        segment_stack(frames, {0: image_given_as_mask()}, model=small_model)
+    few = np.zeros((64, 64), np.uint8)
+    for label in range(1, 51):  # exactly the limit: runs
+        few[label, :] = label
+    labels = segment_stack(frames[:1], {0: few}, model=small_model)
+    np.testing.assert_array_equal(labels[0], few)
+
+
+def test_the_cli_refuses_an_image_given_as_the_mask_and_names_the_option(tmp_path, small_checkpoint):
+    import subprocess
+    import sys
+
+    import tifffile
+    from PIL import Image
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 64, 64), np.uint8))
+    Image.fromarray(image_given_as_mask()).save(tmp_path / "photo.png")
+    command = [sys.executable, "-m", "napari_p2sam", "segment", str(tmp_path / "movie.tif"), "--checkpoint",
+               str(small_checkpoint), "--reference-mask", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.tif")]
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode != 0 and "holds 255 objects" in done.stderr and "--max-objects 255" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.tif").exists()

@@ -467,3 +467,31 @@ def test_the_dock_fits_a_1280_by_720_screen_without_cut_labels(make_napari_viewe
     cut = [label.text() for label in widget.native.findChildren(QLabel)
            if label.isVisible() and label.text() and label.width() < label.sizeHint().width()]
     assert cut == []
+
+
+@pytest.mark.parametrize("answer", ["No", "Yes"])
+def test_an_image_given_as_the_reference_asks_before_running(qtbot, viewer_and_widget, monkeypatch, answer):
+    from qtpy.QtWidgets import QMessageBox
+
+    viewer, widget = viewer_and_widget
+    asked = []
+
+    def reply(_parent, _title, text, *_buttons):
+        asked.append(text)
+        return getattr(QMessageBox.StandardButton, answer)
+
+    monkeypatch.setattr(QMessageBox, "question", reply)
+    photo = np.zeros((FRAMES, SIZE, SIZE), np.uint8)
+    photo[0] = np.arange(SIZE * SIZE).reshape(SIZE, SIZE) % 200 + 1  # 200 grey levels
+    widget.reference.value = viewer.add_labels(photo, name="a photo")
+    widget.frames[1].value = 0  # the painted frame only: a run with 200 objects ends at once
+    layers_before = [layer.name for layer in viewer.layers]
+    widget.run()
+    [question] = asked
+    assert "holds 200 objects" in question and "Segment all 200 objects?" in question
+    if answer == "No":
+        assert not widget.running and [layer.name for layer in viewer.layers] == layers_before
+    else:
+        wait_for_run(qtbot, widget)
+        assert widget.last_summary.done == 1
+        np.testing.assert_array_equal(layer(viewer, "movie P²SAM").data[0], photo[0])

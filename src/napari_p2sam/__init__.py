@@ -14,6 +14,7 @@ _EXPORTS = {
     "ImageInputError": "engine.pixels",
     "P2SAM": "engine.predictor",
     "ReferenceError": "engine.reference",
+    "TooManyObjectsError": "engine.objects",
     "Candidate": "engine.results",
     "Segmentation": "engine.results",
     "PRESETS": "engine.settings",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .engine.objects import MAX_OBJECTS, check_object_count
 from .engine.settings import Settings, preset as named_preset
 from .ui.engine_process import EngineProcess
 from .ui.job import build_job, frame_geometry
@@ -42,6 +43,7 @@ def segment_layers(
     position=None,
     cache: EmbeddingCache | str | Path | None = None,
     name: str | None = None,
+    max_objects: int | None = MAX_OBJECTS,
 ):
     """Segment the objects painted in labels layer ``reference`` through image layer ``image``.
 
@@ -55,13 +57,16 @@ def segment_layers(
     ``None``: one image). ``frames``: (first, last) frames, inclusive
     (default all). ``position``: the index read on other leading axes
     (default: the viewer's current position). ``cache``: an embedding cache
-    or its folder, so later calls re-encode nothing.
+    or its folder, so later calls re-encode nothing. ``max_objects``: more
+    objects (label values) than this raise ``TooManyObjectsError`` before
+    any work (None: any number).
     """
     if position is None and image is not None:
         position = image.world_to_data(viewer.dims.point)
     geometry = frame_geometry(image, frame_axis, position)
     frame_range = (frames[0], frames[1] + 1) if frames is not None else None
     job = build_job(image, reference, geometry, frame_range=frame_range)
+    check_object_count(job.references, max_objects)
     labels = job.new_output()
     for update in run_layer_job(job, resolve_settings(settings, preset), model, device, cache):
         labels[geometry.output_index(update.result.index)] = update.result.labels
@@ -80,6 +85,7 @@ def segment_stack(
     device: str | None = None,
     frame_range: range | None = None,
     cache: EmbeddingCache | str | Path | None = None,
+    max_objects: int | None = MAX_OBJECTS,
 ) -> np.ndarray:
     """Segment a stack from its painted frames; returns labels ``(T, H, W)``.
 
@@ -93,7 +99,7 @@ def segment_stack(
 
     propagation = propagate(
         as_model(model, device), frames, references, resolve_settings(settings, preset),
-        frame_range=frame_range, cache=as_cache(cache),
+        frame_range=frame_range, cache=as_cache(cache), max_objects=max_objects,
     )
     height, width = propagation.source.frame_shape
     labels = np.zeros((len(propagation.source), height, width), dtype=propagation.label_dtype)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
@@ -67,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable files of a folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--max-objects", type=int, default=MAX_OBJECTS, metavar="N",
+        help=f"stop (or ask, in a terminal) when the mask holds more objects than N (default {MAX_OBJECTS})",
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the authors' settings for a kind of data")
     parser.add_argument("--method", choices=METHODS, help="p2sam (default) or persam")
     parser.add_argument("--variant", choices=VARIANTS, help="natural (photos) or medical (scans, video)")
@@ -202,13 +207,14 @@ def run(args: argparse.Namespace) -> int:
 
     cache = EmbeddingCache(args.cache) if args.cache else None
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
+    objects = confirmed_objects(references, args.max_objects)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
     model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None)
 
     bar = ProgressBar(enabled=not args.quiet)
     propagation = propagate(
         model, source, references, settings, frame_range=frame_range(args.frames, len(source)),
-        cache=cache, limits=pixels.limits, channel=pixels.channel, progress=bar.show,
+        cache=cache, limits=pixels.limits, channel=pixels.channel, progress=bar.show, max_objects=None,
     )
     dtype = output_dtype(propagation, args.format)
     try:
@@ -219,13 +225,25 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         source.close()
-    objects = sorted({int(v) for labels in references.values() for v in np.unique(labels) if v != 0})
     reused = f", {cache.stats.hits} from the cache" if cache else ""
     print(
         f"wrote {out} ({written} frame(s), label(s) {', '.join(map(str, objects))}); "
         f"encoded {propagation.encoded} frame(s){reused}"
     )
     return 0
+
+
+def confirmed_objects(references: dict[int, np.ndarray], limit: int) -> list[int]:
+    """The object labels; above ``limit``, ask in a terminal, else stop (the message names ``--max-objects``)."""
+    try:
+        return check_object_count(references, limit)
+    except TooManyObjectsError as err:
+        if not sys.stdin.isatty():
+            raise TooManyObjectsError(f"{err} (--max-objects {err.count})", err.count) from None
+        answer = input(f"{err}. Segment all {err.count} objects? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise TooManyObjectsError(f"stopped: {err.count} objects; nothing was written", err.count) from None
+        return check_object_count(references, None)
 
 
 class ProgressBar:

@@ -34,6 +34,7 @@ import numpy as np
 from ..models.loading import SamModel
 from .cache import EmbeddingCache, encoder_key, pixel_hash
 from .embeddings import ImageEmbedding, encode_image
+from .objects import MAX_OBJECTS, check_object_count
 from .predictor import prepare_reference
 from .reference import Reference, ReferenceError
 from .results import FrameResult, Progress, Segmentation
@@ -58,6 +59,7 @@ def propagate(
     channel: int | tuple[int, ...] | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_objects: int | None = MAX_OBJECTS,
 ) -> "Propagation":
     """Segment every frame of ``frame_range`` from the painted ``references``.
 
@@ -69,7 +71,9 @@ def propagate(
     stack). ``channel``: one channel, or three as R, G, B, of multi-channel
     frames. ``progress`` is called once before the first frame and after
     each frame; ``should_stop`` is checked before each frame and between
-    objects (a frame stopped half-way is dropped).
+    objects (a frame stopped half-way is dropped). ``max_objects``: more
+    objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
+    (None: any number).
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
@@ -79,6 +83,7 @@ def propagate(
     opened = source is not frames
     try:
         painted = painted_frames(references, source)
+        check_object_count(painted, max_objects)
         frame_range = check_frame_range(frame_range, len(source))
         pixels = pixels_for(source, channel=channel, limits=limits)
     except BaseException:

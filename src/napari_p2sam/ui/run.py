@@ -64,9 +64,10 @@ def run_frames(
     """Yield a :class:`FrameUpdate` per finished frame of ``frame_range``; returns the :class:`RunSummary`
     (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
 
-    ``references``: frame → ``(H, W)`` labels. ``should_stop`` is checked
-    between frames and objects: a stop keeps every frame yielded so far.
-    Errors are raised.
+    ``references``: frame → ``(H, W)`` labels, whose object count the caller
+    has checked (or had confirmed). ``should_stop`` is checked between
+    frames and objects: a stop keeps every frame yielded so far. Errors are
+    raised.
     """
     start = time.perf_counter()
     summary = summary if summary is not None else RunSummary()
@@ -81,6 +82,7 @@ def run_frames(
         cache=cache,
         progress=lambda progress: latest.update(now=progress),
         should_stop=should_stop,
+        max_objects=None,
     )
     try:
         for result in propagation:

@@ -25,8 +25,9 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QElapsedTimer, QTimer
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QMessageBox
 
+from ..engine.objects import TooManyObjectsError, check_object_count
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..models.download import model_path
 from ..models.registry import MODELS
@@ -332,6 +333,8 @@ class P2SAMWidget(Container):
         except (ValueError, OSError) as err:
             show_error(f"P²SAM: {err}")
             return
+        if not self._objects_confirmed(job):
+            return
         self._starting = True
         self._stop.clear()
         self._running_on = output.labels.name if output is not None else f"{image.name} P²SAM"
@@ -356,6 +359,19 @@ class P2SAMWidget(Container):
         fetch = create_worker(resolve_or_error, checkpoint, **options)
         fetch.returned.connect(lambda outcome: begin(*outcome))
         fetch.start()
+
+    def _objects_confirmed(self, job) -> bool:
+        """True unless the reference holds more objects than MAX_OBJECTS and the user declines to go on."""
+        try:
+            check_object_count(job.references)
+        except TooManyObjectsError as err:
+            text = str(err)
+            answer = QMessageBox.question(
+                self.native, "P²SAM: many objects", f"{text[0].upper()}{text[1:]}.\n\nSegment all {err.count} objects?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+            )
+            return answer == QMessageBox.StandardButton.Yes
+        return True
 
     def _ended_before_start(self, error: Exception | None) -> None:
         """A download failed (``error``) or was cancelled: nothing was made; say what to do."""
