@@ -197,6 +197,41 @@ def test_mp4_video_frame_count_and_content(tmp_path):
     assert np.allclose(means, [160, 80, 0], atol=4)
 
 
+def write_numbered_video(path, count: int, codec: str, container_format: str | None = None) -> None:
+    """``count`` 48×64 frames, frame i a constant gray 10·i, key frames every 5 frames."""
+    import av
+
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 5
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize(
+    "name, codec, container_format",
+    [
+        ("ts_named.mp4", "mpeg2video", "mpegts"),  # MPEG-TS content under an .mp4 name
+        ("h264_ts.mp4", "libx264", "mpegts"),
+        ("h264.mp4", "libx264", None),
+        ("clip.avi", "mpeg4", None),
+    ],
+)
+def test_video_random_access_matches_sequential_decoding(tmp_path, name, codec, container_format):
+    write_numbered_video(tmp_path / name, 20, codec, container_format)
+    source = open_source(tmp_path / name)
+    sequential = [source.read(i) for i in range(len(source))]
+    assert len(source) == 20
+    assert [round(frame.mean() / 10) for frame in sequential] == list(range(20))
+    source.close()
+    for index in (7, 3, 15, 0, 19, 10, 11, 2):
+        np.testing.assert_array_equal(source.read(index), sequential[index], err_msg=f"frame {index} of {name}")
+    source.close()
+
+
 @pytest.mark.parametrize("name, codec, pix_fmt", [("empty.mp4", "mpeg4", "yuv420p"), ("empty.avi", "ffv1", "bgr0")])
 def test_video_with_no_frames_is_refused(tmp_path, name, codec, pix_fmt):
     import av

@@ -249,12 +249,15 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 class VideoFrames(FrameSource):
-    """A video file (mp4, avi, ...) decoded lazily with PyAV as ``(H, W, 3)`` uint8 RGB frames.
+    """A video file (mp4, avi, MPEG-TS, ...) decoded lazily with PyAV as ``(H, W, 3)`` uint8 RGB frames.
 
     Opening demuxes the packets once (no decoding) to count frames and
     learn their timestamps. Reading frame i decodes forward from the
-    current position, or from the nearest key frame before i after a
-    seek, so reading in order decodes every frame once.
+    current position, or from the key frame before i after a seek, so
+    reading in order decodes every frame once. A frame is returned only
+    when its timestamp is frame i's: where a seek lands past it (MPEG-TS
+    does) or finds no frame, seeking is inexact in this file, and from then
+    on a backward read decodes from the start again (``seeks_exactly``).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -280,6 +283,7 @@ class VideoFrames(FrameSource):
         self.timestamps = sorted(timestamps)
         self.channels = 3
         self.dtype = np.dtype(np.uint8)
+        self.seeks_exactly = True
         self._container = None
         self._frames = None
         self._next = None
@@ -292,24 +296,40 @@ class VideoFrames(FrameSource):
 
         target = self.timestamps[self.check_index(index)]
         try:
-            if self._container is None or self._next is None or not self._next <= index:
-                self._seek(target)
-            for frame in self._frames:
-                if frame.pts is None or frame.pts < target:
-                    continue
-                self._next = index + 1
-                return frame.to_ndarray(format="rgb24")
+            if self._frames is None or self._next is None or index < self._next:
+                self._restart(target)
+            frame = self._decode_to(target)
+            if frame is None and self.seeks_exactly:
+                self.seeks_exactly = False
+                self._restart(target)
+                frame = self._decode_to(target)
         except av.FFmpegError as err:
             raise SourceError(f"frame {index} of {self.path} cannot be decoded ({err})") from None
-        raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+        if frame is None:
+            raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+        self._next = index + 1
+        return frame.to_ndarray(format="rgb24")
 
-    def _seek(self, pts: int) -> None:
+    def _decode_to(self, pts: int):
+        """The next decoded frame whose timestamp is ``pts``; None if decoding passes ``pts`` or ends first."""
+        for frame in self._frames:
+            if frame.pts is None or frame.pts < pts:
+                continue
+            return frame if frame.pts == pts else None
+        return None
+
+    def _restart(self, pts: int) -> None:
+        """Decode anew from the key frame before ``pts`` (a seek), or from the start if seeking is inexact."""
         import av
 
+        if self._container is not None and not self.seeks_exactly:
+            self._container.close()
+            self._container = None
         if self._container is None:
             self._container = av.open(str(self.path))
         stream = self._container.streams.video[0]
-        self._container.seek(pts, backward=True, any_frame=False, stream=stream)
+        if self.seeks_exactly:
+            self._container.seek(pts, backward=True, any_frame=False, stream=stream)
         self._frames = self._container.decode(stream)
 
     def close(self) -> None:
