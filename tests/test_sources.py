@@ -127,6 +127,37 @@ def test_tiff_with_two_frame_axes_is_refused(tmp_path):
         open_source(tmp_path / "tz.tif")
 
 
+@pytest.mark.parametrize("name", ["stack.png", "stack.mp4", "stack.jpg"])
+def test_a_file_is_read_by_its_content_not_its_suffix(tmp_path, name):
+    stack = RNG.integers(0, 255, (12, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / name, stack, photometric="minisblack")
+    source = open_source(tmp_path / name)
+    assert isinstance(source, TiffFrames) and len(source) == 12
+    np.testing.assert_array_equal(source.read(11), stack[11])
+    source.close()
+
+
+def test_a_png_named_tif_and_a_video_named_png_are_read_by_their_content(tmp_path):
+    image = RNG.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.tif", format="PNG")
+    np.testing.assert_array_equal(open_source(tmp_path / "photo.tif").read(0), image)
+    write_numbered_video(tmp_path / "clip.png", 6, "mpeg4", "avi")
+    source = open_source(tmp_path / "clip.png")
+    assert isinstance(source, VideoFrames) and len(source) == 6
+    source.close()
+
+
+def test_a_stack_named_png_in_a_folder_is_refused_not_cut_to_one_frame(tmp_path):
+    for i in range(2):
+        Image.fromarray(np.full((20, 30), i, np.uint8)).save(tmp_path / f"{i}.png")
+    tifffile.imwrite(tmp_path / "2.png", np.zeros((5, 20, 30), np.uint8), photometric="minisblack")
+    with pytest.raises(SourceError, match=r"2\.png holds a stack .* \(5, 20, 30\).*--skip-unreadable"):
+        open_source(tmp_path)
+    source = open_source(tmp_path, skip_unreadable=True)
+    assert [p.name for p in source.files] == ["0.png", "1.png"]
+    assert [p.name for p, _ in source.skipped] == ["2.png"]
+
+
 def test_folder_in_natural_order(tmp_path):
     frames = RNG.integers(0, 255, (12, 24, 32), dtype=np.uint8)
     for i, frame in enumerate(frames):

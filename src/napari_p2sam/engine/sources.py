@@ -21,10 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_kind
 from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 LIMIT_SAMPLES = 1_000_000
 """At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
 
@@ -225,9 +224,15 @@ class FolderFrames(FrameSource):
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of a single image file from its header; :class:`SourceError` if it cannot be read."""
+    """(H, W) of a single image file from its header; :class:`SourceError` if it cannot be read.
+
+    The content, not the suffix, decides the reader: a TIFF stack named ``.png`` is refused as a stack.
+    """
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        kind = file_kind(path)
+        if kind == "video":
+            raise SourceError(f"{path} holds a video, not one image")
+        if kind == "tiff":
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
@@ -355,23 +360,28 @@ def open_source(
             return FolderFrames(path, skip_unreadable=skip_unreadable)
         if not path.is_file():
             raise SourceError(f"no such file or folder: {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".tif", ".tiff"):
-            return TiffFrames(path)
-        if suffix in VIDEO_SUFFIXES:
-            return VideoFrames(path)
-        if suffix in IMAGE_SUFFIXES:
-            from ..io.images import read_image
-
-            image_size(path)
-            return ArrayFrames(read_image(path), axes=axes, name=str(path))
-        raise SourceError(
-            f"{path}: unknown kind of file {suffix!r}; give a TIFF, PNG, JPEG or BMP image, a folder of images, "
-            f"or a video ({', '.join(VIDEO_SUFFIXES)})"
-        )
+        return open_file(path, axes)
     if not hasattr(frames, "shape") or not hasattr(frames, "__getitem__"):
         frames = np.asarray(frames)
     return ArrayFrames(frames, axes=axes)
+
+
+def open_file(path: Path, axes: str | None) -> FrameSource:
+    """The source for one file; its content, not its suffix, decides the reader (:func:`~napari_p2sam.io.images.file_kind`)."""
+    kind = file_kind(path)
+    if kind == "tiff":
+        return TiffFrames(path)
+    if kind == "video":
+        return VideoFrames(path)
+    if kind == "image":
+        from ..io.images import read_image
+
+        image_size(path)
+        return ArrayFrames(read_image(path), axes=axes, name=str(path))
+    raise SourceError(
+        f"{path}: unknown kind of file (neither its content nor its suffix {path.suffix!r} is a known one); give a "
+        f"TIFF, PNG, JPEG or BMP image, a folder of images, or a video ({', '.join(VIDEO_SUFFIXES)}, MPEG-TS, ...)"
+    )
 
 
 def frame_sample(frame: np.ndarray, count: int, seed: int) -> np.ndarray:
