@@ -81,6 +81,29 @@ def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, 
     assert set(np.unique(labels[1])) <= {0, 7, 300} and set(np.unique(labels[3])) <= {0, 7}
 
 
+@pytest.mark.filterwarnings("ignore:<tifffile.TiffWriter.write> data with shape:DeprecationWarning")
+def test_plain_3_frame_uint8_stacks_keep_every_painted_frame(small_checkpoint, small_model, tmp_path):
+    stack = np.random.default_rng(3).integers(0, 255, (3, 48, 64), dtype=np.uint8)
+    references = np.zeros(stack.shape, np.uint8)
+    references[0, 5:20, 5:25] = 1
+    references[2, 25:45, 30:60] = 2
+    tifffile.imwrite(tmp_path / "stack.tif", stack)  # both stored as one planar RGB image by tifffile
+    tifffile.imwrite(tmp_path / "labels.tif", references)
+    out = tmp_path / "out.tif"
+    assert segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask",
+                   tmp_path / "labels.tif", "--out", out, *FAST) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (3, 48, 64)
+    np.testing.assert_array_equal(labels[[0, 2]], references[[0, 2]])  # frame 2's paint is kept
+    np.testing.assert_array_equal(labels, expected_labels(small_model, stack, references))
+
+    Image.fromarray(references[0]).save(tmp_path / "mask.png")
+    colour = tmp_path / "colour.tif"  # --axes CYX: the file is one planar colour image
+    assert segment(tmp_path / "stack.tif", "--axes", "CYX", "--checkpoint", small_checkpoint, "--reference-mask",
+                   tmp_path / "mask.png", "--out", colour, *FAST) == 0
+    np.testing.assert_array_equal(tifffile.imread(colour), references[0])
+
+
 def test_folder_to_pngs_with_a_frame_range(small_checkpoint, small_model, stack, mask, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -121,6 +121,25 @@ def test_tiff_rgb_image_and_channel_stack(tmp_path):
     np.testing.assert_array_equal(source.read(3), np.moveaxis(hyper[3], 0, -1))
 
 
+@pytest.mark.parametrize("count", [3, 4])
+def test_a_plain_3_or_4_frame_uint8_stack_is_read_as_frames_as_napari_shows_it(tmp_path, count):
+    import imageio.v3 as iio
+
+    stack = RNG.integers(0, 255, (count, 20, 30), dtype=np.uint8)
+    with pytest.warns(DeprecationWarning):  # tifffile stores it as one planar RGB(A) image
+        tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert iio.imread(tmp_path / "stack.tif").shape == (count, 20, 30)  # what napari's reader gets: 3 or 4 frames
+    source = open_source(tmp_path / "stack.tif")
+    assert (len(source), source.channels) == (count, 0)
+    for index in range(count):
+        np.testing.assert_array_equal(source.read(index), stack[index])
+    source.close()
+    colour = open_source(tmp_path / "stack.tif", axes="CYX")  # the choice for a planar colour image
+    assert (len(colour), colour.channels) == (1, count)
+    np.testing.assert_array_equal(colour.read(0), np.moveaxis(stack, 0, -1))
+    colour.close()
+
+
 def test_tiff_with_two_frame_axes_is_refused(tmp_path):
     tifffile.imwrite(tmp_path / "tz.tif", np.zeros((3, 4, 16, 16), np.uint8), imagej=True, metadata={"axes": "TZYX"})
     with pytest.raises(SourceError, match="one frame axis"):

@@ -121,9 +121,14 @@ class TiffFrames(ArrayFrames):
     Axes come from the file (``series.axes``, size-1 axes dropped): ``Y``/``X``
     are the frame, ``S`` or ``C`` the channels, any other one axis (T, Z, Q,
     I, ...) the frames. A file with two frame axes (e.g. T and Z) is refused.
+    One image whose samples come first (``SYX``: what a plain
+    ``tifffile.imwrite`` makes of a 3- or 4-frame uint8 stack) is read as
+    frames, as napari shows it. ``axes`` (the file's dimensions in its
+    order, as in :class:`ArrayFrames`) overrides this, e.g. ``"CYX"`` for a
+    planar RGB image.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, axes: str | None = None) -> None:
         import tifffile
         import zarr
 
@@ -131,23 +136,31 @@ class TiffFrames(ArrayFrames):
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
-                axes, shape = series.axes, series.shape
+                file_axes, shape = series.axes, series.shape
             store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
             array = zarr.open(store, mode="r")
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
             raise SourceError(f"{self.path} cannot be read as a TIFF ({err})") from None
         if tuple(array.shape) != tuple(shape):
             store.close()
-            raise SourceError(f"{self.path}: unexpected TIFF layout {axes} {shape}; save a plain (T, Y, X[, C]) stack")
+            raise SourceError(
+                f"{self.path}: unexpected TIFF layout {file_axes} {shape}; save a plain (T, Y, X[, C]) stack"
+            )
         self._store = store
-        super().__init__(array, axes=tiff_frame_axes(axes, shape, self.path), name=str(self.path))
+        try:
+            super().__init__(array, axes=axes or tiff_frame_axes(file_axes, shape, self.path), name=str(self.path))
+        except SourceError:
+            store.close()
+            raise
 
     def close(self) -> None:
         self._store.close()
 
 
 def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
-    """Map tifffile's axis letters onto T (frames), Y, X and C (channels)."""
+    """Map tifffile's axis letters onto T (frames), Y, X and C (channels); ``SYX`` is frames, as napari reads it."""
+    if axes == "SYX":
+        return "TYX"
     mapped = "".join(a if a in "YX" else "C" if a in "SC" else "T" for a in axes)
     if mapped.count("T") > 1 or mapped.count("C") > 1:
         raise SourceError(
@@ -349,8 +362,9 @@ def open_source(
     """A :class:`FrameSource` for ``frames``.
 
     ``frames``: a FrameSource (returned as is), an array-like (numpy, dask,
-    zarr; ``axes`` as in :class:`ArrayFrames`), or a path: a TIFF file or
-    stack, a PNG/JPEG/BMP image, a folder of images, or a video file.
+    zarr), or a path: a TIFF file or stack, a PNG/JPEG/BMP image, a folder
+    of images, or a video file. ``axes`` as in :class:`ArrayFrames`, for
+    arrays, TIFF files (see :class:`TiffFrames`) and single images.
     """
     if isinstance(frames, FrameSource):
         return frames
@@ -370,7 +384,7 @@ def open_file(path: Path, axes: str | None) -> FrameSource:
     """The source for one file; its content, not its suffix, decides the reader (:func:`~napari_p2sam.io.images.file_kind`)."""
     kind = file_kind(path)
     if kind == "tiff":
-        return TiffFrames(path)
+        return TiffFrames(path, axes=axes)
     if kind == "video":
         return VideoFrames(path)
     if kind == "image":
