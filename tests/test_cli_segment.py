@@ -285,6 +285,23 @@ def test_unreadable_file_in_a_folder(checkpoint, inputs, stack, capsys):
     assert tifffile.imread(inputs / "out.tif").shape == (4, 48, 64)
 
 
+@pytest.mark.parametrize("compression", ["zlib", None])
+def test_a_stack_cut_short_stops_unless_asked_to_go_on(checkpoint, inputs, capsys, compression):
+    frames = np.random.default_rng(2).integers(0, 255, (12, 48, 64), dtype=np.uint8)
+    tifffile.imwrite(inputs / "cut.tif", frames, compression=compression)
+    data = (inputs / "cut.tif").read_bytes()
+    (inputs / "cut.tif").write_bytes(data[: len(data) // 2])
+    base = [inputs / "cut.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png", *FAST]
+    err = fails(capsys, *base, "--out", inputs / "out.tif")
+    complete = int(re.search(r"cut\.tif is cut short: (\d+) of the 12 pages it claims are complete", err)[1])
+    assert complete > 0 and "--skip-unreadable" in err
+    nothing_written(inputs, "cut.tif")
+    assert segment(*base, "--out", inputs / "out.tif", "--skip-unreadable") == 0
+    skipped = rf"skipped unreadable file .*cut\.tif \(cut short: {complete} of the 12 pages"
+    assert re.search(skipped, capsys.readouterr().err)
+    assert tifffile.imread(inputs / "out.tif").reshape(-1, 48, 64).shape[0] == complete
+
+
 def test_video_with_no_frames(checkpoint, inputs, capsys):
     import av
 

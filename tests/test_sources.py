@@ -177,6 +177,92 @@ def test_a_stack_named_png_in_a_folder_is_refused_not_cut_to_one_frame(tmp_path)
     assert [p.name for p, _ in source.skipped] == ["2.png"]
 
 
+def cut(path, keep: float) -> None:
+    """Truncate the file at ``path`` to ``keep`` (0..1) of its bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_truncated_compressed_image_is_named_alone_and_skipped_in_a_folder_when_asked(tmp_path):
+    frames = RNG.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / f"{i}.tif", frame, compression="zlib")
+    cut(tmp_path / "1.tif", 0.5)
+    damaged = (tmp_path / "1.tif").read_bytes()
+    for skip in (False, True):  # alone, there is nothing to go on with
+        with pytest.raises(SourceError, match=r"1\.tif is cut short: 0 of the 1 pages .*no frame can be read"):
+            open_source(tmp_path / "1.tif", skip_unreadable=skip)
+    with pytest.raises(SourceError, match=r"1\.tif is cut short.*nothing was skipped.*--skip-unreadable"):
+        open_source(tmp_path)
+    source = open_source(tmp_path, skip_unreadable=True)
+    assert [p.name for p in source.files] == ["0.tif", "2.tif"]
+    assert [(p.name, "cut short" in why) for p, why in source.skipped] == [("1.tif", True)]
+    np.testing.assert_array_equal(source.read(1), frames[2])
+    assert (tmp_path / "1.tif").read_bytes() == damaged  # nothing touched
+
+
+@pytest.mark.parametrize("compression", ["zlib", None])
+def test_a_stack_cut_short_says_how_many_pages_are_there_and_goes_on_only_when_asked(tmp_path, compression):
+    stack = RNG.integers(0, 255, (12, 64, 64), dtype=np.uint8)
+    path = tmp_path / "stack.tif"
+    with tifffile.TiffWriter(path) as tiff:  # page by page, so that the pages before the cut are whole
+        for frame in stack:
+            tiff.write(frame, compression=compression, photometric="minisblack", contiguous=False, metadata=None)
+    cut(path, 0.5)
+    with pytest.raises(SourceError, match=r"stack\.tif is cut short: 5 of the 7 or more pages it claims are complete, "
+                                          r"page 5 on is missing; nothing was read.*--skip-unreadable"):
+        open_source(path)
+    source = open_source(path, skip_unreadable=True)
+    assert len(source) == 5 and "5 of the 7 or more pages" in source.skipped[0][1]
+    for index in range(5):
+        np.testing.assert_array_equal(source.read(index), stack[index])
+
+
+def test_a_shaped_stack_cut_short_says_how_many_of_its_12_frames_are_there(tmp_path):
+    stack = RNG.integers(0, 255, (12, 64, 64), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, compression="zlib")  # its metadata says 12 frames
+    cut(tmp_path / "stack.tif", 0.5)
+    with pytest.raises(SourceError, match=r"5 of the 12 pages it claims are complete, page 5 on is missing"):
+        open_source(tmp_path / "stack.tif")
+    source = open_source(tmp_path / "stack.tif", skip_unreadable=True)
+    assert len(source) == 5
+    np.testing.assert_array_equal(source.read(4), stack[4])
+
+
+def test_a_damaged_page_names_the_file_and_the_frame(tmp_path):
+    stack = RNG.integers(0, 255, (6, 64, 64), dtype=np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        start, length = tif.pages[3].dataoffsets[0], tif.pages[3].databytecounts[0]
+    data = bytearray(path.read_bytes())
+    data[start + length // 2 : start + length] = bytes(length - length // 2)  # zeros over the second half
+    path.write_bytes(bytes(data))
+    source = open_source(path)
+    np.testing.assert_array_equal(source.read(2), stack[2])
+    with pytest.raises(SourceError, match=r"frame 3 of .*stack\.tif cannot be read \(.*\): the file is damaged"):
+        source.read(3)
+    np.testing.assert_array_equal(source.read(4), stack[4])
+
+
+def huge_header_tiff(path, side: int) -> None:
+    """A 16×16 TIFF whose header then claims ``side``×``side`` pixels."""
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8), compression="zlib", metadata=None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+
+
+def test_a_frame_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path):
+    huge_header_tiff(tmp_path / "huge.tif", 400_000)  # 149 GiB: over a quarter of any test machine's memory
+    with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000 pixels of uint8 \(149\.0 GiB\), "
+                                          r"more than a quarter of this machine's .*crop or downscale"):
+        open_source(tmp_path / "huge.tif")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000"):
+        open_source(tmp_path)
+
+
 def test_folder_in_natural_order(tmp_path):
     frames = RNG.integers(0, 255, (12, 24, 32), dtype=np.uint8)
     for i, frame in enumerate(frames):

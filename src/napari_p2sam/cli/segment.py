@@ -70,7 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--axes", help="INPUT's dimensions in the file's order from T (or Z), Y, X, C, e.g. CYX for a planar RGB TIFF "
         "(default: as napari shows it)"
     )
-    parser.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable files of a folder")
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="leave out unreadable files of a folder, or the missing pages of a TIFF cut short",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the authors' settings for a kind of data")
     parser.add_argument("--method", choices=METHODS, help="p2sam (default) or persam")

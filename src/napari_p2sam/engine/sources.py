@@ -14,6 +14,8 @@ with one intensity mapping shared by the whole stack (:func:`stack_limits`).
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_kind
+from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, TiffPages, file_kind, pages_are_frames, tiff_pages
 from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
 
 LIMIT_SAMPLES = 1_000_000
@@ -126,35 +128,122 @@ class TiffFrames(ArrayFrames):
     frames, as napari shows it. ``axes`` (the file's dimensions in its
     order, as in :class:`ArrayFrames`) overrides this, e.g. ``"CYX"`` for a
     planar RGB image.
+
+    A file cut short (fewer complete pages than it claims) is refused,
+    saying how many pages are there, unless ``skip_unreadable``: then its
+    complete pages are the frames, and ``skipped`` says what was left out.
+    A frame that cannot be decoded raises :class:`SourceError` naming the
+    file and the frame.
     """
 
-    def __init__(self, path: str | Path, *, axes: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, axes: str | None = None, skip_unreadable: bool = False) -> None:
         import tifffile
         import zarr
 
         self.path = Path(path)
+        self._store = None
         try:
             with tifffile.TiffFile(self.path) as tif:
-                series = tif.series[0]
-                file_axes, shape = series.axes, series.shape
-            store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
-            array = zarr.open(store, mode="r")
+                pages = tiff_pages(tif)
+                if pages.cut_short:
+                    check_going_on(self.path, pages, pages_are_frames(tif), skip_unreadable)
+                    array = TiffPageStack(self.path, pages.complete, tif.pages.first)
+                    file_axes, shape = array.axes, array.shape
+                    self.skipped = ((self.path, f"cut short: {pages}; the complete pages are the frames"),)
+                else:
+                    series = tif.series[0]
+                    file_axes, shape = series.axes, series.shape
+            if not pages.cut_short:
+                self._store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
+                array = zarr.open(self._store, mode="r")
+        except SourceError:
+            raise
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
             raise SourceError(f"{self.path} cannot be read as a TIFF ({err})") from None
-        if tuple(array.shape) != tuple(shape):
-            store.close()
-            raise SourceError(
-                f"{self.path}: unexpected TIFF layout {file_axes} {shape}; save a plain (T, Y, X[, C]) stack"
-            )
-        self._store = store
         try:
+            if tuple(array.shape) != tuple(shape):
+                raise SourceError(
+                    f"{self.path}: unexpected TIFF layout {file_axes} {shape}; save a plain (T, Y, X[, C]) stack"
+                )
             super().__init__(array, axes=axes or tiff_frame_axes(file_axes, shape, self.path), name=str(self.path))
+            check_frame_size(self.name, self.frame_shape, self.channels, self.dtype)
         except SourceError:
-            store.close()
+            self.close()
             raise
 
+    def read(self, index: int) -> np.ndarray:
+        self.check_index(index)
+        try:
+            return super().read(index)
+        except Exception as err:  # any decoder's error (zlib.error, TiffFileError, ...) means: this frame is damaged
+            raise SourceError(
+                f"frame {index} of {self.path} cannot be read ({type(err).__name__}: {err}): the file is damaged; "
+                "restore it from a good copy, or save the stack again"
+            ) from None
+
     def close(self) -> None:
-        self._store.close()
+        if self._store is not None:
+            self._store.close()
+
+
+class TiffPageStack:
+    """The first ``count`` pages of a TIFF as an array ``(count, *page shape)``; indexing reads one page.
+
+    For a file cut short, whose series tifffile cannot lay out.
+    """
+
+    def __init__(self, path: Path, count: int, first_page) -> None:
+        self.path = path
+        self.shape = (count, *first_page.shape)
+        self.axes = "Q" + first_page.axes
+        self.dtype = first_page.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        import tifffile
+
+        index = key[0] if isinstance(key, tuple) else key
+        return tifffile.imread(self.path, key=index)
+
+
+def check_going_on(path: Path, pages: TiffPages, pages_are_frames: bool, skip_unreadable: bool) -> None:
+    """Refuse a TIFF cut short, unless its complete pages can be read as frames and ``skip_unreadable`` asks to."""
+    problem = cut_short(path, pages)
+    if pages.complete == 0:
+        raise SourceError(f"{problem}; no frame can be read: restore the whole file")
+    if not pages_are_frames:
+        raise SourceError(f"{problem}; its frames span several pages, so they cannot be told apart: restore the file")
+    if not skip_unreadable:
+        raise SourceError(
+            f"{problem}; nothing was read: restore the whole file, or go on with its {pages.complete} complete "
+            "page(s) as frames (--skip-unreadable on the command line, skip_unreadable=True in Python)"
+        )
+
+
+def cut_short(path: Path, pages: TiffPages) -> str:
+    """What is wrong with a TIFF cut short."""
+    return f"{path} is cut short: {pages}"
+
+
+def check_frame_size(name: str, frame_shape: tuple[int, int], channels: int, dtype: np.dtype) -> None:
+    """Refuse frames larger than a quarter of this machine's memory, before anything allocates one."""
+    frame_bytes = math.prod(frame_shape) * max(channels, 1) * np.dtype(dtype).itemsize
+    memory = physical_memory()
+    if frame_bytes > memory // 4:
+        height, width = frame_shape
+        raise SourceError(
+            f"{name}: one frame is {height}×{width} pixels{f' × {channels} channels' if channels else ''} of "
+            f"{np.dtype(dtype).name} ({frame_bytes / 2**30:.1f} GiB), more than a quarter of this machine's "
+            f"{memory / 2**30:.0f} GiB of memory: crop or downscale the frames (SAM sees them at 1024×1024), or check "
+            "the file (its header may be damaged)"
+        )
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
 
 
 def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
@@ -229,8 +318,11 @@ class FolderFrames(FrameSource):
         path = self.files[self.check_index(index)]
         try:
             frame = read_image(path)
-        except (OSError, ValueError) as err:
-            raise SourceError(f"frame {index} ({path}) cannot be read: {err}") from None
+        except Exception as err:  # any decoder's error (zlib.error, OSError, ...) means: this file is damaged
+            raise SourceError(
+                f"frame {index} ({path}) cannot be read ({type(err).__name__}: {err}); restore the file, or remove it "
+                "from the folder"
+            ) from None
         if frame.shape[:2] != self.frame_shape:
             raise SourceError(f"frame {index} ({path}) is not a single {self.frame_shape} image (shape {frame.shape})")
         return frame
@@ -249,10 +341,14 @@ def image_size(path: Path) -> tuple[int, int]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                pages = tiff_pages(tif)
+                if pages.cut_short:
+                    raise SourceError(cut_short(path, pages))
                 series = tif.series[0]
                 shape = series.shape
                 if len(shape) not in (2, 3) or (len(shape) == 3 and series.axes[-1] not in "SC"):
                     raise SourceError(f"{path} holds a stack {series.axes} {shape}, not one image")
+                check_frame_size(str(path), shape[:2], shape[2] if len(shape) == 3 else 0, series.dtype)
                 return int(shape[0]), int(shape[1])
         from PIL import Image
 
@@ -374,17 +470,17 @@ def open_source(
             return FolderFrames(path, skip_unreadable=skip_unreadable)
         if not path.is_file():
             raise SourceError(f"no such file or folder: {path}")
-        return open_file(path, axes)
+        return open_file(path, axes, skip_unreadable)
     if not hasattr(frames, "shape") or not hasattr(frames, "__getitem__"):
         frames = np.asarray(frames)
     return ArrayFrames(frames, axes=axes)
 
 
-def open_file(path: Path, axes: str | None) -> FrameSource:
-    """The source for one file; its content, not its suffix, decides the reader (:func:`~napari_p2sam.io.images.file_kind`)."""
+def open_file(path: Path, axes: str | None, skip_unreadable: bool) -> FrameSource:
+    """The source for one file; its content, not its suffix, decides the reader (see ``io.images.file_kind``)."""
     kind = file_kind(path)
     if kind == "tiff":
-        return TiffFrames(path, axes=axes)
+        return TiffFrames(path, axes=axes, skip_unreadable=skip_unreadable)
     if kind == "video":
         return VideoFrames(path)
     if kind == "image":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
@@ -55,6 +58,68 @@ def holds_video(path: Path) -> bool:
             return bool(container.streams.video) and name != "image2" and not name.endswith("_pipe")
     except (av.FFmpegError, OSError, ValueError):
         return False
+
+
+class TiffPages(NamedTuple):
+    """How much of a TIFF is there: ``complete`` pages of the ``claimed`` (``at_least``: a lower bound)."""
+
+    complete: int
+    claimed: int
+    at_least: bool
+
+    @property
+    def cut_short(self) -> bool:
+        return self.complete < self.claimed
+
+    def __str__(self) -> str:
+        claimed = f"{self.claimed} or more" if self.at_least else f"{self.claimed}"
+        return f"{self.complete} of the {claimed} pages it claims are complete, page {self.complete} on is missing"
+
+
+def tiff_pages(tif: tifffile.TiffFile) -> TiffPages:
+    """The complete and the claimed pages of an open TIFF; a file cut short has fewer complete ones.
+
+    Complete: the leading pages whose data lies inside the file. Claimed:
+    what the file's ImageJ or tifffile metadata says, else the pages in its
+    list of pages, one more if the list points on past the end of the file
+    (then at least that many).
+    """
+    size = tif.filehandle.size
+    complete = 0
+    tif.pages.useframes = True  # light pages: offsets and byte counts are all this needs
+    for page in tif.pages:
+        if not all(offset + count <= size for offset, count in zip(page.dataoffsets, page.databytecounts)):
+            break
+        complete += 1
+    listed = len(tif.pages) + page_list_breaks_off(tif)
+    declared = metadata_pages(tif)
+    return TiffPages(complete, max(listed, declared), at_least=listed > declared and listed > len(tif.pages))
+
+
+def page_list_breaks_off(tif: tifffile.TiffFile) -> bool:
+    """Whether the last page tifffile could read points on to a next page (one that is missing or unreadable)."""
+    file = tif.filehandle
+    file.seek(tif.pages.next_page_offset)
+    pointer = file.read(tif.tiff.offsetsize)
+    return len(pointer) < tif.tiff.offsetsize or struct.unpack(tif.tiff.offsetformat, pointer)[0] != 0
+
+
+def metadata_pages(tif: tifffile.TiffFile) -> int:
+    """The page count that ImageJ's or tifffile's metadata in the file gives; 0 if none does."""
+    if tif.imagej_metadata:
+        return int(tif.imagej_metadata.get("images", 0))
+    shaped = tif.shaped_metadata
+    if shaped and len(shaped) == 1:
+        return math.prod(shaped[0]["shape"]) // math.prod(tif.pages.first.shape)
+    return 0
+
+
+def pages_are_frames(tif: tifffile.TiffFile) -> bool:
+    """Whether each page is one frame (no ImageJ channels, at most one axis above the page in tifffile's shape)."""
+    if tif.imagej_metadata:
+        return int(tif.imagej_metadata.get("channels", 1)) == 1
+    shaped = tif.shaped_metadata
+    return not shaped or len(shaped[0]["shape"]) <= tif.pages.first.ndim + 1
 
 
 def read_image(path: str | Path) -> np.ndarray:
