@@ -147,13 +147,15 @@ class TiffFrames(ArrayFrames):
                 pages = tiff_pages(tif)
                 if pages.cut_short:
                     check_going_on(self.path, pages, pages_are_frames(tif), skip_unreadable)
+                    self.skipped = ((self.path, f"cut short: {pages}; the complete pages are the frames"),)
+                by_page = pages.cut_short and not pages.in_one_block  # tifffile cannot lay out its series
+                if by_page:
                     array = TiffPageStack(self.path, pages.complete, tif.pages.first)
                     file_axes, shape = array.axes, array.shape
-                    self.skipped = ((self.path, f"cut short: {pages}; the complete pages are the frames"),)
                 else:
                     series = tif.series[0]
                     file_axes, shape = series.axes, series.shape
-            if not pages.cut_short:
+            if not by_page:
                 self._store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
                 array = zarr.open(self._store, mode="r")
         except SourceError:
@@ -167,6 +169,8 @@ class TiffFrames(ArrayFrames):
                 )
             super().__init__(array, axes=axes or tiff_frame_axes(file_axes, shape, self.path), name=str(self.path))
             check_frame_size(self.name, self.frame_shape, self.channels, self.dtype)
+            if pages.cut_short:
+                self._count = pages.complete  # its pages are its frames (check_going_on)
         except SourceError:
             self.close()
             raise
@@ -189,7 +193,7 @@ class TiffFrames(ArrayFrames):
 class TiffPageStack:
     """The first ``count`` pages of a TIFF as an array ``(count, *page shape)``; indexing reads one page.
 
-    For a file cut short, whose series tifffile cannot lay out.
+    For a file cut short, whose series tifffile cannot lay out page by page.
     """
 
     def __init__(self, path: Path, count: int, first_page) -> None:

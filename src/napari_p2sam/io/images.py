@@ -61,11 +61,16 @@ def holds_video(path: Path) -> bool:
 
 
 class TiffPages(NamedTuple):
-    """How much of a TIFF is there: ``complete`` pages of the ``claimed`` (``at_least``: a lower bound)."""
+    """How much of a TIFF is there: ``complete`` pages of the ``claimed`` (``at_least``: a lower bound).
+
+    ``in_one_block``: the pages' data is one uncompressed block, laid out by
+    tifffile's metadata (a plain ``tifffile.imwrite``), not page by page.
+    """
 
     complete: int
     claimed: int
     at_least: bool
+    in_one_block: bool
 
     @property
     def cut_short(self) -> bool:
@@ -93,7 +98,12 @@ def tiff_pages(tif: tifffile.TiffFile) -> TiffPages:
         complete += 1
     listed = len(tif.pages) + page_list_breaks_off(tif)
     declared = metadata_pages(tif)
-    return TiffPages(complete, max(listed, declared), at_least=listed > declared and listed > len(tif.pages))
+    claimed = max(listed, declared)
+    series, first = tif.series[0], tif.pages.first
+    in_one_block = series.dataoffset is not None and math.prod(series.shape) // math.prod(first.shape) == claimed
+    if in_one_block:
+        complete = min(claimed, (size - series.dataoffset) // first.nbytes)
+    return TiffPages(complete, claimed, listed > declared and listed > len(tif.pages), in_one_block)
 
 
 def page_list_breaks_off(tif: tifffile.TiffFile) -> bool:
