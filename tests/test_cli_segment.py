@@ -81,6 +81,29 @@ def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, 
     assert set(np.unique(labels[1])) <= {0, 7, 300} and set(np.unique(labels[3])) <= {0, 7}
 
 
+@pytest.mark.filterwarnings("ignore:<tifffile.TiffWriter.write> data with shape:DeprecationWarning")
+def test_plain_3_frame_uint8_stacks_keep_every_painted_frame(small_checkpoint, small_model, tmp_path):
+    stack = np.random.default_rng(3).integers(0, 255, (3, 48, 64), dtype=np.uint8)
+    references = np.zeros(stack.shape, np.uint8)
+    references[0, 5:20, 5:25] = 1
+    references[2, 25:45, 30:60] = 2
+    tifffile.imwrite(tmp_path / "stack.tif", stack)  # both stored as one planar RGB image by tifffile
+    tifffile.imwrite(tmp_path / "labels.tif", references)
+    out = tmp_path / "out.tif"
+    assert segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask",
+                   tmp_path / "labels.tif", "--out", out, *FAST) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (3, 48, 64)
+    np.testing.assert_array_equal(labels[[0, 2]], references[[0, 2]])  # frame 2's paint is kept
+    np.testing.assert_array_equal(labels, expected_labels(small_model, stack, references))
+
+    Image.fromarray(references[0]).save(tmp_path / "mask.png")
+    colour = tmp_path / "colour.tif"  # --axes CYX: the file is one planar colour image
+    assert segment(tmp_path / "stack.tif", "--axes", "CYX", "--checkpoint", small_checkpoint, "--reference-mask",
+                   tmp_path / "mask.png", "--out", colour, *FAST) == 0
+    np.testing.assert_array_equal(tifffile.imread(colour), references[0])
+
+
 def test_folder_to_pngs_with_a_frame_range(small_checkpoint, small_model, stack, mask, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -260,6 +283,23 @@ def test_unreadable_file_in_a_folder(checkpoint, inputs, stack, capsys):
     assert segment(*base, "--out", inputs / "out.tif", "--skip-unreadable") == 0
     assert re.search(r"skipped unreadable file .*2\.png", capsys.readouterr().err)
     assert tifffile.imread(inputs / "out.tif").shape == (4, 48, 64)
+
+
+@pytest.mark.parametrize("compression", ["zlib", None])
+def test_a_stack_cut_short_stops_unless_asked_to_go_on(checkpoint, inputs, capsys, compression):
+    frames = np.random.default_rng(2).integers(0, 255, (12, 48, 64), dtype=np.uint8)
+    tifffile.imwrite(inputs / "cut.tif", frames, compression=compression)
+    data = (inputs / "cut.tif").read_bytes()
+    (inputs / "cut.tif").write_bytes(data[: len(data) // 2])
+    base = [inputs / "cut.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png", *FAST]
+    err = fails(capsys, *base, "--out", inputs / "out.tif")
+    complete = int(re.search(r"cut\.tif is cut short: (\d+) of the 12 pages it claims are complete", err)[1])
+    assert complete > 0 and "--skip-unreadable" in err
+    nothing_written(inputs, "cut.tif")
+    assert segment(*base, "--out", inputs / "out.tif", "--skip-unreadable") == 0
+    skipped = rf"skipped unreadable file .*cut\.tif \(cut short: {complete} of the 12 pages"
+    assert re.search(skipped, capsys.readouterr().err)
+    assert tifffile.imread(inputs / "out.tif").reshape(-1, 48, 64).shape[0] == complete
 
 
 def test_video_with_no_frames(checkpoint, inputs, capsys):

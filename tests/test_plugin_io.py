@@ -89,6 +89,14 @@ def test_reader_opens_a_video_lazily(tmp_path):
     np.testing.assert_array_equal(np.asarray(data[0]), frames[0])  # seeking back works
 
 
+def test_reader_reads_a_file_by_its_content_not_its_suffix(tmp_path):
+    stack = np.arange(12, dtype=np.uint8)[:, None, None] * np.ones((12, 6, 8), np.uint8)
+    tifffile.imwrite(tmp_path / "stack.mp4", stack, photometric="minisblack")
+    [(data, meta, kind)] = _reader.get_reader(str(tmp_path / "stack.mp4"))(str(tmp_path / "stack.mp4"))
+    assert kind == "image" and not meta["rgb"] and data.shape == (12, 6, 8)
+    np.testing.assert_array_equal(np.asarray(data), stack)
+
+
 def small_video(path: Path) -> np.ndarray:
     """Write 4 frames ``(4, 16, 24, 3)`` losslessly to ``path`` (.avi or .mkv); returns them."""
     pytest.importorskip("av")

@@ -121,10 +121,150 @@ def test_tiff_rgb_image_and_channel_stack(tmp_path):
     np.testing.assert_array_equal(source.read(3), np.moveaxis(hyper[3], 0, -1))
 
 
+@pytest.mark.parametrize("count", [3, 4])
+def test_a_plain_3_or_4_frame_uint8_stack_is_read_as_frames_as_napari_shows_it(tmp_path, count):
+    import imageio.v3 as iio
+
+    stack = RNG.integers(0, 255, (count, 20, 30), dtype=np.uint8)
+    with pytest.warns(DeprecationWarning):  # tifffile stores it as one planar RGB(A) image
+        tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert iio.imread(tmp_path / "stack.tif").shape == (count, 20, 30)  # what napari's reader gets: 3 or 4 frames
+    source = open_source(tmp_path / "stack.tif")
+    assert (len(source), source.channels) == (count, 0)
+    for index in range(count):
+        np.testing.assert_array_equal(source.read(index), stack[index])
+    source.close()
+    colour = open_source(tmp_path / "stack.tif", axes="CYX")  # the choice for a planar colour image
+    assert (len(colour), colour.channels) == (1, count)
+    np.testing.assert_array_equal(colour.read(0), np.moveaxis(stack, 0, -1))
+    colour.close()
+
+
 def test_tiff_with_two_frame_axes_is_refused(tmp_path):
     tifffile.imwrite(tmp_path / "tz.tif", np.zeros((3, 4, 16, 16), np.uint8), imagej=True, metadata={"axes": "TZYX"})
     with pytest.raises(SourceError, match="one frame axis"):
         open_source(tmp_path / "tz.tif")
+
+
+@pytest.mark.parametrize("name", ["stack.png", "stack.mp4", "stack.jpg"])
+def test_a_file_is_read_by_its_content_not_its_suffix(tmp_path, name):
+    stack = RNG.integers(0, 255, (12, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / name, stack, photometric="minisblack")
+    source = open_source(tmp_path / name)
+    assert isinstance(source, TiffFrames) and len(source) == 12
+    np.testing.assert_array_equal(source.read(11), stack[11])
+    source.close()
+
+
+def test_a_png_named_tif_and_a_video_named_png_are_read_by_their_content(tmp_path):
+    image = RNG.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.tif", format="PNG")
+    np.testing.assert_array_equal(open_source(tmp_path / "photo.tif").read(0), image)
+    write_numbered_video(tmp_path / "clip.png", 6, "mpeg4", "avi")
+    source = open_source(tmp_path / "clip.png")
+    assert isinstance(source, VideoFrames) and len(source) == 6
+    source.close()
+
+
+def test_a_stack_named_png_in_a_folder_is_refused_not_cut_to_one_frame(tmp_path):
+    for i in range(2):
+        Image.fromarray(np.full((20, 30), i, np.uint8)).save(tmp_path / f"{i}.png")
+    tifffile.imwrite(tmp_path / "2.png", np.zeros((5, 20, 30), np.uint8), photometric="minisblack")
+    with pytest.raises(SourceError, match=r"2\.png holds a stack .* \(5, 20, 30\).*--skip-unreadable"):
+        open_source(tmp_path)
+    source = open_source(tmp_path, skip_unreadable=True)
+    assert [p.name for p in source.files] == ["0.png", "1.png"]
+    assert [p.name for p, _ in source.skipped] == ["2.png"]
+
+
+def cut(path, keep: float) -> None:
+    """Truncate the file at ``path`` to ``keep`` (0..1) of its bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_truncated_compressed_image_is_named_alone_and_skipped_in_a_folder_when_asked(tmp_path):
+    frames = RNG.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / f"{i}.tif", frame, compression="zlib")
+    cut(tmp_path / "1.tif", 0.5)
+    damaged = (tmp_path / "1.tif").read_bytes()
+    for skip in (False, True):  # alone, there is nothing to go on with
+        with pytest.raises(SourceError, match=r"1\.tif is cut short: 0 of the 1 pages .*no frame can be read"):
+            open_source(tmp_path / "1.tif", skip_unreadable=skip)
+    with pytest.raises(SourceError, match=r"1\.tif is cut short.*nothing was skipped.*--skip-unreadable"):
+        open_source(tmp_path)
+    source = open_source(tmp_path, skip_unreadable=True)
+    assert [p.name for p in source.files] == ["0.tif", "2.tif"]
+    assert [(p.name, "cut short" in why) for p, why in source.skipped] == [("1.tif", True)]
+    np.testing.assert_array_equal(source.read(1), frames[2])
+    assert (tmp_path / "1.tif").read_bytes() == damaged  # nothing touched
+
+
+@pytest.mark.parametrize("compression", ["zlib", None])
+def test_a_stack_cut_short_says_how_many_pages_are_there_and_goes_on_only_when_asked(tmp_path, compression):
+    stack = RNG.integers(0, 255, (12, 64, 64), dtype=np.uint8)
+    path = tmp_path / "stack.tif"
+    with tifffile.TiffWriter(path) as tiff:  # page by page, so that the pages before the cut are whole
+        for frame in stack:
+            tiff.write(frame, compression=compression, photometric="minisblack", contiguous=False, metadata=None)
+    cut(path, 0.5)
+    with pytest.raises(SourceError, match=r"stack\.tif is cut short: 5 of the 7 or more pages it claims are complete, "
+                                          r"page 5 on is missing; nothing was read.*--skip-unreadable"):
+        open_source(path)
+    source = open_source(path, skip_unreadable=True)
+    assert len(source) == 5 and "5 of the 7 or more pages" in source.skipped[0][1]
+    for index in range(5):
+        np.testing.assert_array_equal(source.read(index), stack[index])
+
+
+@pytest.mark.parametrize("compression, complete", [("zlib", 5), (None, 6)])  # None: the data is one block
+def test_a_shaped_stack_cut_short_says_how_many_of_its_12_frames_are_there(tmp_path, compression, complete):
+    stack = RNG.integers(0, 255, (12, 64, 64), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, compression=compression)  # its metadata says 12 frames
+    cut(tmp_path / "stack.tif", 0.5)
+    with pytest.raises(SourceError, match=rf"{complete} of the 12 pages it claims are complete, page {complete} on"):
+        open_source(tmp_path / "stack.tif")
+    source = open_source(tmp_path / "stack.tif", skip_unreadable=True)
+    assert len(source) == complete
+    for index in range(complete):
+        np.testing.assert_array_equal(source.read(index), stack[index])
+    with pytest.raises(IndexError):
+        source.read(complete)
+
+
+def test_a_damaged_page_names_the_file_and_the_frame(tmp_path):
+    stack = RNG.integers(0, 255, (6, 64, 64), dtype=np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        start, length = tif.pages[3].dataoffsets[0], tif.pages[3].databytecounts[0]
+    data = bytearray(path.read_bytes())
+    data[start + length // 2 : start + length] = bytes(length - length // 2)  # zeros over the second half
+    path.write_bytes(bytes(data))
+    source = open_source(path)
+    np.testing.assert_array_equal(source.read(2), stack[2])
+    with pytest.raises(SourceError, match=r"frame 3 of .*stack\.tif cannot be read \(.*\): the file is damaged"):
+        source.read(3)
+    np.testing.assert_array_equal(source.read(4), stack[4])
+
+
+def huge_header_tiff(path, side: int) -> None:
+    """A 16×16 TIFF whose header then claims ``side``×``side`` pixels."""
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8), compression="zlib", metadata=None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+
+
+def test_a_frame_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path):
+    huge_header_tiff(tmp_path / "huge.tif", 400_000)  # 149 GiB: over a quarter of any test machine's memory
+    with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000 pixels of uint8 \(149\.0 GiB\), "
+                                          r"more than a quarter of this machine's .*crop or downscale"):
+        open_source(tmp_path / "huge.tif")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000"):
+        open_source(tmp_path)
 
 
 def test_folder_in_natural_order(tmp_path):
@@ -195,6 +335,41 @@ def test_mp4_video_frame_count_and_content(tmp_path):
     assert len(source) == 9
     means = [source.read(i).mean() for i in (8, 4, 0)]
     assert np.allclose(means, [160, 80, 0], atol=4)
+
+
+def write_numbered_video(path, count: int, codec: str, container_format: str | None = None) -> None:
+    """``count`` 48×64 frames, frame i a constant gray 10·i, key frames every 5 frames."""
+    import av
+
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 5
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize(
+    "name, codec, container_format",
+    [
+        ("ts_named.mp4", "mpeg2video", "mpegts"),  # MPEG-TS content under an .mp4 name
+        ("h264_ts.mp4", "libx264", "mpegts"),
+        ("h264.mp4", "libx264", None),
+        ("clip.avi", "mpeg4", None),
+    ],
+)
+def test_video_random_access_matches_sequential_decoding(tmp_path, name, codec, container_format):
+    write_numbered_video(tmp_path / name, 20, codec, container_format)
+    source = open_source(tmp_path / name)
+    sequential = [source.read(i) for i in range(len(source))]
+    assert len(source) == 20
+    assert [round(frame.mean() / 10) for frame in sequential] == list(range(20))
+    source.close()
+    for index in (7, 3, 15, 0, 19, 10, 11, 2):
+        np.testing.assert_array_equal(source.read(index), sequential[index], err_msg=f"frame {index} of {name}")
+    source.close()
 
 
 @pytest.mark.parametrize("name, codec, pix_fmt", [("empty.mp4", "mpeg4", "yuv420p"), ("empty.avi", "ffv1", "bgr0")])

@@ -3,7 +3,9 @@
 napari reads TIFF stacks itself; it has no lazy reader for videos and
 reads a folder of images whole. Frames come from the engine's frame
 sources (:mod:`napari_p2sam.engine.sources`): folders in natural order
-(``2.png`` before ``10.png``), videos decoded with PyAV.
+(``2.png`` before ``10.png``), videos decoded with PyAV. The content,
+not the suffix, decides how a file is read: a TIFF stack named ``.mp4``
+opens as its pages.
 
 A folder of PNGs that napari-p2sam wrote (it holds the list
 ``.napari-p2sam.json``, see :mod:`napari_p2sam.io.label_files`) opens as
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, VideoFrames
+from .engine.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FolderFrames, FrameSource, open_source
 from .io.label_files import listed_pngs, read_label_pngs
 
 PLUGIN = "napari-p2sam"
@@ -65,7 +67,7 @@ def read_frames(path) -> list[tuple]:
     label_pngs = listed_pngs(path) if path.is_dir() else None
     if label_pngs:
         return [(read_label_pngs(path, label_pngs), {"name": path.name}, "labels")]
-    source = FolderFrames(path, skip_unreadable=True) if path.is_dir() else VideoFrames(path)
+    source = FolderFrames(path, skip_unreadable=True) if path.is_dir() else open_source(path)
     if source.skipped:
         names = ", ".join(p.name for p, _reason in source.skipped)
         warnings.warn(f"{path}: skipped {len(source.skipped)} unreadable file(s): {names}", stacklevel=2)

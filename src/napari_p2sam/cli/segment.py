@@ -3,7 +3,9 @@
 INPUT: an image (PNG, JPEG, BMP, TIFF), a TIFF stack (T, Y, X[, C]) or
 z-stack, a folder of images (natural order: 2 before 10) or a video (mp4,
 avi, ...). Non-uint8 frames are mapped to uint8 by the 0.5-99.5 percentiles
-over the whole stack (change with --limits or --percentiles).
+over the whole stack (change with --limits or --percentiles). Files are
+read as napari shows them: a 3- or 4-frame stack that tifffile stored as
+one planar RGB(A) image is 3 or 4 frames (--axes CYX: one colour image).
 
 --reference-mask: either one 2D mask painted on frame --reference-frame N
 (default 0), or a labels TIFF with INPUT's frame count, in which every frame
@@ -66,7 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), default=DEFAULT_PERCENTILES,
         help="stack percentiles mapped to 0 and 255 (non-uint8; default 0.5 99.5)",
     )
-    parser.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable files of a folder")
+    parser.add_argument(
+        "--axes", help="INPUT's dimensions in the file's order from T (or Z), Y, X, C, e.g. CYX for a planar RGB TIFF "
+        "(default: as napari shows it)"
+    )
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="leave out unreadable files of a folder, or the missing pages of a TIFF cut short",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--max-objects", type=int, default=MAX_OBJECTS, metavar="N",
@@ -197,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     check_out(args)
     settings = settings_from_args(args)
-    source = open_source(args.input, skip_unreadable=args.skip_unreadable)
+    source = open_source(args.input, axes=args.axes, skip_unreadable=args.skip_unreadable)
     for path, reason in source.skipped:
         print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
     # torch loads here, after the checks of OUT, the options and INPUT, which answer at once

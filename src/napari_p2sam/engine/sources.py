@@ -14,6 +14,8 @@ with one intensity mapping shared by the whole stack (:func:`stack_limits`).
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, TiffPages, file_kind, pages_are_frames, tiff_pages
 from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 LIMIT_SAMPLES = 1_000_000
 """At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
 
@@ -122,33 +123,137 @@ class TiffFrames(ArrayFrames):
     Axes come from the file (``series.axes``, size-1 axes dropped): ``Y``/``X``
     are the frame, ``S`` or ``C`` the channels, any other one axis (T, Z, Q,
     I, ...) the frames. A file with two frame axes (e.g. T and Z) is refused.
+    One image whose samples come first (``SYX``: what a plain
+    ``tifffile.imwrite`` makes of a 3- or 4-frame uint8 stack) is read as
+    frames, as napari shows it. ``axes`` (the file's dimensions in its
+    order, as in :class:`ArrayFrames`) overrides this, e.g. ``"CYX"`` for a
+    planar RGB image.
+
+    A file cut short (fewer complete pages than it claims) is refused,
+    saying how many pages are there, unless ``skip_unreadable``: then its
+    complete pages are the frames, and ``skipped`` says what was left out.
+    A frame that cannot be decoded raises :class:`SourceError` naming the
+    file and the frame.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, axes: str | None = None, skip_unreadable: bool = False) -> None:
         import tifffile
         import zarr
 
         self.path = Path(path)
+        self._store = None
         try:
             with tifffile.TiffFile(self.path) as tif:
-                series = tif.series[0]
-                axes, shape = series.axes, series.shape
-            store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
-            array = zarr.open(store, mode="r")
+                pages = tiff_pages(tif)
+                if pages.cut_short:
+                    check_going_on(self.path, pages, pages_are_frames(tif), skip_unreadable)
+                    self.skipped = ((self.path, f"cut short: {pages}; the complete pages are the frames"),)
+                by_page = pages.cut_short and not pages.in_one_block  # tifffile cannot lay out its series
+                if by_page:
+                    array = TiffPageStack(self.path, pages.complete, tif.pages.first)
+                    file_axes, shape = array.axes, array.shape
+                else:
+                    series = tif.series[0]
+                    file_axes, shape = series.axes, series.shape
+            if not by_page:
+                self._store = tifffile.imread(self.path, aszarr=True, series=0, level=0)
+                array = zarr.open(self._store, mode="r")
+        except SourceError:
+            raise
         except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
             raise SourceError(f"{self.path} cannot be read as a TIFF ({err})") from None
-        if tuple(array.shape) != tuple(shape):
-            store.close()
-            raise SourceError(f"{self.path}: unexpected TIFF layout {axes} {shape}; save a plain (T, Y, X[, C]) stack")
-        self._store = store
-        super().__init__(array, axes=tiff_frame_axes(axes, shape, self.path), name=str(self.path))
+        try:
+            if tuple(array.shape) != tuple(shape):
+                raise SourceError(
+                    f"{self.path}: unexpected TIFF layout {file_axes} {shape}; save a plain (T, Y, X[, C]) stack"
+                )
+            super().__init__(array, axes=axes or tiff_frame_axes(file_axes, shape, self.path), name=str(self.path))
+            check_frame_size(self.name, self.frame_shape, self.channels, self.dtype)
+            if pages.cut_short:
+                self._count = pages.complete  # its pages are its frames (check_going_on)
+        except SourceError:
+            self.close()
+            raise
+
+    def read(self, index: int) -> np.ndarray:
+        self.check_index(index)
+        try:
+            return super().read(index)
+        except Exception as err:  # any decoder's error (zlib.error, TiffFileError, ...) means: this frame is damaged
+            raise SourceError(
+                f"frame {index} of {self.path} cannot be read ({type(err).__name__}: {err}): the file is damaged; "
+                "restore it from a good copy, or save the stack again"
+            ) from None
 
     def close(self) -> None:
-        self._store.close()
+        if self._store is not None:
+            self._store.close()
+
+
+class TiffPageStack:
+    """The first ``count`` pages of a TIFF as an array ``(count, *page shape)``; indexing reads one page.
+
+    For a file cut short, whose series tifffile cannot lay out page by page.
+    """
+
+    def __init__(self, path: Path, count: int, first_page) -> None:
+        self.path = path
+        self.shape = (count, *first_page.shape)
+        self.axes = "Q" + first_page.axes
+        self.dtype = first_page.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        import tifffile
+
+        index = key[0] if isinstance(key, tuple) else key
+        return tifffile.imread(self.path, key=index)
+
+
+def check_going_on(path: Path, pages: TiffPages, pages_are_frames: bool, skip_unreadable: bool) -> None:
+    """Refuse a TIFF cut short, unless its complete pages can be read as frames and ``skip_unreadable`` asks to."""
+    problem = cut_short(path, pages)
+    if pages.complete == 0:
+        raise SourceError(f"{problem}; no frame can be read: restore the whole file")
+    if not pages_are_frames:
+        raise SourceError(f"{problem}; its frames span several pages, so they cannot be told apart: restore the file")
+    if not skip_unreadable:
+        raise SourceError(
+            f"{problem}; nothing was read: restore the whole file, or go on with its {pages.complete} complete "
+            "page(s) as frames (--skip-unreadable on the command line, skip_unreadable=True in Python)"
+        )
+
+
+def cut_short(path: Path, pages: TiffPages) -> str:
+    """What is wrong with a TIFF cut short."""
+    return f"{path} is cut short: {pages}"
+
+
+def check_frame_size(name: str, frame_shape: tuple[int, int], channels: int, dtype: np.dtype) -> None:
+    """Refuse frames larger than a quarter of this machine's memory, before anything allocates one."""
+    frame_bytes = math.prod(frame_shape) * max(channels, 1) * np.dtype(dtype).itemsize
+    memory = physical_memory()
+    if frame_bytes > memory // 4:
+        height, width = frame_shape
+        raise SourceError(
+            f"{name}: one frame is {height}×{width} pixels{f' × {channels} channels' if channels else ''} of "
+            f"{np.dtype(dtype).name} ({frame_bytes / 2**30:.1f} GiB), more than a quarter of this machine's "
+            f"{memory / 2**30:.0f} GiB of memory: crop or downscale the frames (SAM sees them at 1024×1024), or check "
+            "the file (its header may be damaged)"
+        )
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
 
 
 def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
-    """Map tifffile's axis letters onto T (frames), Y, X and C (channels)."""
+    """Map tifffile's axis letters onto T (frames), Y, X and C (channels); ``SYX`` is frames, as napari reads it."""
+    if axes == "SYX":
+        return "TYX"
     mapped = "".join(a if a in "YX" else "C" if a in "SC" else "T" for a in axes)
     if mapped.count("T") > 1 or mapped.count("C") > 1:
         raise SourceError(
@@ -217,24 +322,37 @@ class FolderFrames(FrameSource):
         path = self.files[self.check_index(index)]
         try:
             frame = read_image(path)
-        except (OSError, ValueError) as err:
-            raise SourceError(f"frame {index} ({path}) cannot be read: {err}") from None
+        except Exception as err:  # any decoder's error (zlib.error, OSError, ...) means: this file is damaged
+            raise SourceError(
+                f"frame {index} ({path}) cannot be read ({type(err).__name__}: {err}); restore the file, or remove it "
+                "from the folder"
+            ) from None
         if frame.shape[:2] != self.frame_shape:
             raise SourceError(f"frame {index} ({path}) is not a single {self.frame_shape} image (shape {frame.shape})")
         return frame
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of a single image file from its header; :class:`SourceError` if it cannot be read."""
+    """(H, W) of a single image file from its header; :class:`SourceError` if it cannot be read.
+
+    The content, not the suffix, decides the reader: a TIFF stack named ``.png`` is refused as a stack.
+    """
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        kind = file_kind(path)
+        if kind == "video":
+            raise SourceError(f"{path} holds a video, not one image")
+        if kind == "tiff":
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                pages = tiff_pages(tif)
+                if pages.cut_short:
+                    raise SourceError(cut_short(path, pages))
                 series = tif.series[0]
                 shape = series.shape
                 if len(shape) not in (2, 3) or (len(shape) == 3 and series.axes[-1] not in "SC"):
                     raise SourceError(f"{path} holds a stack {series.axes} {shape}, not one image")
+                check_frame_size(str(path), shape[:2], shape[2] if len(shape) == 3 else 0, series.dtype)
                 return int(shape[0]), int(shape[1])
         from PIL import Image
 
@@ -249,12 +367,15 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 class VideoFrames(FrameSource):
-    """A video file (mp4, avi, ...) decoded lazily with PyAV as ``(H, W, 3)`` uint8 RGB frames.
+    """A video file (mp4, avi, MPEG-TS, ...) decoded lazily with PyAV as ``(H, W, 3)`` uint8 RGB frames.
 
     Opening demuxes the packets once (no decoding) to count frames and
     learn their timestamps. Reading frame i decodes forward from the
-    current position, or from the nearest key frame before i after a
-    seek, so reading in order decodes every frame once.
+    current position, or from the key frame before i after a seek, so
+    reading in order decodes every frame once. A frame is returned only
+    when its timestamp is frame i's: where a seek lands past it (MPEG-TS
+    does) or finds no frame, seeking is inexact in this file, and from then
+    on a backward read decodes from the start again (``seeks_exactly``).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -280,6 +401,7 @@ class VideoFrames(FrameSource):
         self.timestamps = sorted(timestamps)
         self.channels = 3
         self.dtype = np.dtype(np.uint8)
+        self.seeks_exactly = True
         self._container = None
         self._frames = None
         self._next = None
@@ -292,24 +414,40 @@ class VideoFrames(FrameSource):
 
         target = self.timestamps[self.check_index(index)]
         try:
-            if self._container is None or self._next is None or not self._next <= index:
-                self._seek(target)
-            for frame in self._frames:
-                if frame.pts is None or frame.pts < target:
-                    continue
-                self._next = index + 1
-                return frame.to_ndarray(format="rgb24")
+            if self._frames is None or self._next is None or index < self._next:
+                self._restart(target)
+            frame = self._decode_to(target)
+            if frame is None and self.seeks_exactly:
+                self.seeks_exactly = False
+                self._restart(target)
+                frame = self._decode_to(target)
         except av.FFmpegError as err:
             raise SourceError(f"frame {index} of {self.path} cannot be decoded ({err})") from None
-        raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+        if frame is None:
+            raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+        self._next = index + 1
+        return frame.to_ndarray(format="rgb24")
 
-    def _seek(self, pts: int) -> None:
+    def _decode_to(self, pts: int):
+        """The next decoded frame whose timestamp is ``pts``; None if decoding passes ``pts`` or ends first."""
+        for frame in self._frames:
+            if frame.pts is None or frame.pts < pts:
+                continue
+            return frame if frame.pts == pts else None
+        return None
+
+    def _restart(self, pts: int) -> None:
+        """Decode anew from the key frame before ``pts`` (a seek), or from the start if seeking is inexact."""
         import av
 
+        if self._container is not None and not self.seeks_exactly:
+            self._container.close()
+            self._container = None
         if self._container is None:
             self._container = av.open(str(self.path))
         stream = self._container.streams.video[0]
-        self._container.seek(pts, backward=True, any_frame=False, stream=stream)
+        if self.seeks_exactly:
+            self._container.seek(pts, backward=True, any_frame=False, stream=stream)
         self._frames = self._container.decode(stream)
 
     def close(self) -> None:
@@ -324,8 +462,9 @@ def open_source(
     """A :class:`FrameSource` for ``frames``.
 
     ``frames``: a FrameSource (returned as is), an array-like (numpy, dask,
-    zarr; ``axes`` as in :class:`ArrayFrames`), or a path: a TIFF file or
-    stack, a PNG/JPEG/BMP image, a folder of images, or a video file.
+    zarr), or a path: a TIFF file or stack, a PNG/JPEG/BMP image, a folder
+    of images, or a video file. ``axes`` as in :class:`ArrayFrames`, for
+    arrays, TIFF files (see :class:`TiffFrames`) and single images.
     """
     if isinstance(frames, FrameSource):
         return frames
@@ -335,23 +474,28 @@ def open_source(
             return FolderFrames(path, skip_unreadable=skip_unreadable)
         if not path.is_file():
             raise SourceError(f"no such file or folder: {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".tif", ".tiff"):
-            return TiffFrames(path)
-        if suffix in VIDEO_SUFFIXES:
-            return VideoFrames(path)
-        if suffix in IMAGE_SUFFIXES:
-            from ..io.images import read_image
-
-            image_size(path)
-            return ArrayFrames(read_image(path), axes=axes, name=str(path))
-        raise SourceError(
-            f"{path}: unknown kind of file {suffix!r}; give a TIFF, PNG, JPEG or BMP image, a folder of images, "
-            f"or a video ({', '.join(VIDEO_SUFFIXES)})"
-        )
+        return open_file(path, axes, skip_unreadable)
     if not hasattr(frames, "shape") or not hasattr(frames, "__getitem__"):
         frames = np.asarray(frames)
     return ArrayFrames(frames, axes=axes)
+
+
+def open_file(path: Path, axes: str | None, skip_unreadable: bool) -> FrameSource:
+    """The source for one file; its content, not its suffix, decides the reader (see ``io.images.file_kind``)."""
+    kind = file_kind(path)
+    if kind == "tiff":
+        return TiffFrames(path, axes=axes, skip_unreadable=skip_unreadable)
+    if kind == "video":
+        return VideoFrames(path)
+    if kind == "image":
+        from ..io.images import read_image
+
+        image_size(path)
+        return ArrayFrames(read_image(path), axes=axes, name=str(path))
+    raise SourceError(
+        f"{path}: unknown kind of file (neither its content nor its suffix {path.suffix!r} is a known one); give a "
+        f"TIFF, PNG, JPEG or BMP image, a folder of images, or a video ({', '.join(VIDEO_SUFFIXES)}, MPEG-TS, ...)"
+    )
 
 
 def frame_sample(frame: np.ndarray, count: int, seed: int) -> np.ndarray:
