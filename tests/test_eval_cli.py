@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import re
+import warnings
 from pathlib import Path
 from statistics import fmean
 
@@ -21,6 +22,7 @@ from PIL import Image
 from segment_anything.modeling import ImageEncoderViT
 
 from napari_p2sam.cli import main
+from napari_p2sam.engine.pixels import BlankImageWarning
 
 from .evaldata import make_cvc, make_folder, make_perseg, write_png
 
@@ -320,3 +322,20 @@ def test_csv_cells_that_would_be_formulas_are_written_as_text(tmp_path, small_ch
     assert set(summary) == {"'-2+3", "-5", "'=HYPERLINK(\"http:evil\",\"open\")", "'@SUM(A1)", "all"}
     for path in (images, masks):
         assert sorted(p.stem for p in path.iterdir()) == sorted(names)  # the files keep their names
+
+
+def test_a_blank_image_is_named_once_and_library_warnings_stay_quiet(tmp_path, small_checkpoint):
+    images, masks = make_folder(tmp_path, ["a", "b", "c"])
+    write_png(images / "b.png", np.full((24, 32, 3), 12, np.uint8))
+    args = ["eval", "folder", images, masks, "--method", "p2sam", "persam", "--checkpoint", small_checkpoint]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, stderr = run_cli([*args, "--out", tmp_path / "out"])
+    assert code == 0, stderr
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (
+            BlankImageWarning,
+            f"{images / 'b.png'} is constant (all pixels (12, 12, 12)): SAM sees nothing in it, "
+            "so masks found with it mean nothing",
+        )
+    ]

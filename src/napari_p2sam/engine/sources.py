@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
+from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8, warn_if_blank
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -402,8 +402,13 @@ class Pixels:
     channel: int | tuple[int, ...] | None = None
     limits: tuple[float, float] | None = None
 
-    def rgb(self, frame: np.ndarray) -> np.ndarray:
-        return to_rgb_uint8(select_channels(frame, self.channel), limits=self.limits)
+    def rgb(self, frame: np.ndarray, *, name: str | None = None) -> np.ndarray:
+        """``frame`` as SAM's RGB; given its ``name``, a frame SAM sees nothing in is warned about."""
+        frame = select_channels(frame, self.channel)
+        rgb = to_rgb_uint8(frame, limits=self.limits)
+        if name is not None:
+            warn_if_blank(frame, rgb, name)
+        return rgb
 
 
 def pixels_for(
