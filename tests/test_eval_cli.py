@@ -287,10 +287,11 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_model_loads(tmp_pat
     images, masks = make_folder(tmp_path / "data", ["a", "b"])
     locked = tmp_path / "locked"
     locked.mkdir()
-    (locked / "notes.txt").write_text("kept")
-    out = locked if where == "empty-out" else locked / "out"
     if where == "empty-out":
-        (locked / "notes.txt").unlink()
+        out = locked
+    else:
+        (locked / "notes.txt").write_text("kept")
+        out = locked / "out"
     before = folder_state(locked), folder_state(images), folder_state(masks)
     missing_model = tmp_path / "not_loaded_yet.pth"  # loading it would fail with "checkpoint not found"
     with read_only(locked):
