@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from napari_p2sam import P2SAM, ImageInputError, ReferenceError, Settings
-from napari_p2sam.engine.pixels import intensity_to_uint8, to_rgb_uint8
+from napari_p2sam.engine.pixels import BlankImageWarning, intensity_to_uint8, to_rgb_uint8
+from napari_p2sam.engine.propagate import propagate
+from napari_p2sam.engine.settings import preset
 
 
 @pytest.fixture()
@@ -203,3 +207,52 @@ def test_the_cli_refuses_an_image_given_as_the_mask_and_names_the_option(tmp_pat
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert done.returncode != 0 and "holds 255 objects" in done.stderr and "--max-objects 255" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out.tif").exists()
+def test_infinite_pixels_become_zero_without_numpy_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = np.full((4, 4), np.inf)
+        assert not to_rgb_uint8(image).any()
+        image[0, 0] = 2.0
+        assert not to_rgb_uint8(image, limits=(2.0, 2.0)).any()
+
+
+def said(caught) -> list[str]:
+    """The warnings' messages, after checking they are all ours."""
+    assert [w.category for w in caught] == [BlankImageWarning] * len(caught), [str(w.message) for w in caught]
+    return [str(w.message) for w in caught]
+
+
+NOTHING = ": SAM sees nothing in it, so masks found with it mean nothing"
+
+
+@pytest.mark.parametrize(
+    "dtype, reference_value, target_value, words",
+    [
+        (np.uint8, 3, 12, ("is constant (all pixels 3)", "is constant (all pixels 12)")),
+        (np.float32, np.nan, 7.5, ("has no finite pixel (all are NaN or infinite)", "is constant (all pixels 7.5)")),
+    ],
+    ids=["constant", "all-nan"],
+)
+def test_a_blank_frame_is_warned_once_in_our_words(small_model, fresh_references, dtype, reference_value, target_value, words):
+    stack = np.random.default_rng(1).integers(0, 255, (5, 48, 48)).astype(dtype)
+    stack[0], stack[2] = reference_value, target_value
+    paint = np.zeros(stack.shape, np.uint8)
+    paint[0, 10:30, 10:30] = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = list(propagate(small_model, stack, paint, preset("endoscopy-video")))
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert said(caught) == [f"frame 0 of the array {words[0]}{NOTHING}", f"frame 2 of the array {words[1]}{NOTHING}"]
+
+
+def test_a_blank_image_is_named_in_the_warning(small_model):
+    p2sam = P2SAM(small_model, preset("photos"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p2sam.set_reference(np.full((48, 48, 3), (12, 30, 40), np.uint8), square(48, 10, 30))
+        p2sam.segment(np.full((48, 48), np.nan, np.float32))
+        p2sam.segment(textured(48))
+    assert said(caught) == [
+        f"the reference image is constant (all pixels (12, 30, 40)){NOTHING}",
+        f"the image has no finite pixel (all are NaN or infinite){NOTHING}",
+    ]

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import re
+import warnings
 from pathlib import Path
 from statistics import fmean
 
@@ -21,6 +22,7 @@ from PIL import Image
 from segment_anything.modeling import ImageEncoderViT
 
 from napari_p2sam.cli import main
+from napari_p2sam.engine.pixels import BlankImageWarning
 
 from .evaldata import make_cvc, make_folder, make_perseg, write_png
 
@@ -263,3 +265,78 @@ def test_existing_results_are_kept(tmp_path, small_checkpoint):
     code, _, stderr = run_cli(["eval", "perseg", data, "--checkpoint", small_checkpoint, "--out", tmp_path / "out"])
     assert code == 1 and "is not empty; choose another --out or pass --overwrite" in stderr
     assert earlier.read_text() == "earlier results"
+
+
+def test_a_folder_path_with_dotdot_keeps_each_methods_predictions(tmp_path, small_checkpoint):
+    images, masks = make_folder(tmp_path, ["a", "b", "c"])
+    (images / "sub").mkdir()
+    out = tmp_path / "out"
+    args = ["eval", "folder", images / "sub" / "..", masks, "--method", "p2sam", "persam"]
+    code, _, stderr = run_cli([*args, "--checkpoint", small_checkpoint, "--out", out])
+    assert code == 0, stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "p2sam/images/b.png", "p2sam/images/c.png", "persam/images/b.png", "persam/images/c.png", "scores.png",
+    ]  # fmt: skip
+    assert {r["sequence"] for r in read_csv(out / "frames.csv")} == {"images"}
+
+
+@pytest.mark.parametrize("where", ["empty-out", "inside-read-only-folder"])
+def test_an_out_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, where):
+    from .test_download import folder_state, read_only
+
+    images, masks = make_folder(tmp_path / "data", ["a", "b"])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if where == "empty-out":
+        out = locked
+    else:
+        (locked / "notes.txt").write_text("kept")
+        out = locked / "out"
+    before = folder_state(locked), folder_state(images), folder_state(masks)
+    missing_model = tmp_path / "not_loaded_yet.pth"  # loading it would fail with "checkpoint not found"
+    with read_only(locked):
+        code, _, stderr = run_cli(["eval", "folder", images, masks, "--checkpoint", missing_model, "--out", out])
+    assert code == 1
+    assert re.fullmatch(
+        rf"napari-p2sam eval: error: cannot write into --out {re.escape(str(out))} "
+        r"\((operation not permitted|permission denied|read-only file system)\); choose a folder you can write to\n",
+        stderr,
+    ), stderr
+    assert (folder_state(locked), folder_state(images), folder_state(masks)) == before
+    assert not (locked / "out").exists()
+
+
+def test_csv_cells_that_would_be_formulas_are_written_as_text(tmp_path, small_checkpoint):
+    names = ["0ref", '=HYPERLINK("http:evil","open")', "@SUM(A1)", "-2+3", "-5"]  # 0ref first: the reference
+    images, masks = make_folder(tmp_path, names)
+    images = images.rename(tmp_path / "+images")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(
+        ["eval", "folder", images, masks, "--method", "persam", "--checkpoint", small_checkpoint, "--out", out]
+    )
+    assert code == 0, stderr
+    rows = read_csv(out / "frames.csv")
+    assert [r["frame"] for r in rows] == ["'-2+3", "-5", "'=HYPERLINK(\"http:evil\",\"open\")", "'@SUM(A1)"]
+    assert {r["sequence"] for r in rows} == {"'+images"}
+    assert all(float(r["dice_percent"]) >= 0 and int(r["union"]) > 0 for r in rows)
+    summary = [r["frame"] for r in read_csv(out / "summary.csv")]
+    assert set(summary) == {"'-2+3", "-5", "'=HYPERLINK(\"http:evil\",\"open\")", "'@SUM(A1)", "all"}
+    for path in (images, masks):
+        assert sorted(p.stem for p in path.iterdir()) == sorted(names)  # the files keep their names
+
+
+def test_a_blank_image_is_named_once_and_library_warnings_stay_quiet(tmp_path, small_checkpoint):
+    images, masks = make_folder(tmp_path, ["a", "b", "c"])
+    write_png(images / "b.png", np.full((24, 32, 3), 12, np.uint8))
+    args = ["eval", "folder", images, masks, "--method", "p2sam", "persam", "--checkpoint", small_checkpoint]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, stderr = run_cli([*args, "--out", tmp_path / "out"])
+    assert code == 0, stderr
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (
+            BlankImageWarning,
+            f"{images / 'b.png'} is constant (all pixels (12, 12, 12)): SAM sees nothing in it, "
+            "so masks found with it mean nothing",
+        )
+    ]

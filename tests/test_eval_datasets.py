@@ -138,6 +138,14 @@ def test_folder_natural_order_and_reference(tmp_path):
     assert [f.name for f in sequence.targets] == ["f1", "f10"]
 
 
+@pytest.mark.parametrize("spelling", ["images/sub/..", "images/.", "."])
+def test_folder_sequence_is_named_after_the_folder_itself(tmp_path, monkeypatch, spelling):
+    images, masks = make_folder(tmp_path, ["a", "b"])
+    (images / "sub").mkdir()
+    monkeypatch.chdir(tmp_path if spelling != "." else images)
+    assert datasets.folder(spelling, masks)[0].name == "images"
+
+
 def test_folder_masks_may_use_another_extension(tmp_path):
     images, masks = make_folder(tmp_path, ["a", "b"])
     (masks / "b.png").rename(masks / "b.tif")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,13 +88,66 @@ class Payload:
         return (print, ("this must never run",))
 
 
-def test_pickled_code_is_never_executed(tmp_path, capsys):
-    path = tmp_path / "evil.pth"
+def write_raw_pickle(path):
     with open(path, "wb") as fh:
         pickle.dump({"x": Payload()}, fh)
-    with pytest.raises(CheckpointError, match="evil.pth"):
-        load_model(path)
+
+
+def write_torch_pickle(path):
+    torch.save({"x": Payload()}, path)
+
+
+@pytest.mark.parametrize("write", [write_raw_pickle, write_torch_pickle], ids=["raw-pickle", "torch-save"])
+def test_pickled_code_is_never_executed(tmp_path, capsys, write):
+    path = tmp_path / "evil.pth"
+    write(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match=r"evil\.pth holds (a )?Python objects?.* besides tensors") as err:
+            load_model(path)
+    assert "weights_only" not in str(err.value) and "trust" not in str(err.value)
     assert "this must never run" not in capsys.readouterr().out
+    assert [str(w.message) for w in caught] == []
+
+
+def test_a_refused_object_is_named(tmp_path):
+    path = tmp_path / "with_args.pth"
+    torch.save({**tiny_sam().state_dict(), "args": Path("runs")}, path)
+    with pytest.raises(CheckpointError, match=r"with_args\.pth holds a Python object \(pathlib\.\w*Path\)") as err:
+        load_model(path)
+    assert "weights_only" not in str(err.value)
+
+
+def save_state(path, **changes):
+    state = tiny_sam().state_dict()
+    for key, change in changes.items():
+        state[key.replace("__", ".")] = change(state[key.replace("__", ".")])
+    torch.save(state, path)
+    return path
+
+
+def test_a_zero_patch_size_is_refused_in_words(tmp_path):
+    path = save_state(tmp_path / "zero_patch.pth", image_encoder__patch_embed__proj__weight=lambda w: w[:, :, :0, :0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(
+            CheckpointError,
+            match=r"zero_patch\.pth: not a usable SAM checkpoint: tensor image_encoder\.patch_embed\.proj\.weight "
+            r"is empty \(shape 32×3×0×0\).*use another checkpoint",
+        ):
+            load_model(path)
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_when_loaded(tmp_path, value):
+    path = save_state(tmp_path / "diverged.pth", mask_decoder__iou_token__weight=lambda w: w.fill_(value))
+    with pytest.raises(
+        CheckpointError,
+        match=r"diverged\.pth: not a usable SAM checkpoint: 1 tensor\(s\) hold NaN or infinite values "
+        r"\(first mask_decoder\.iou_token\.weight\).*use another checkpoint",
+    ):
+        load_model(path)
 
 
 def test_tensors_that_do_not_fit(tmp_path):

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from ..engine.settings import PRESETS, Settings
 from ..io.paths import user_path
 from ..evaluation import datasets
+from . import UserError
 
 METHODS = ("p2sam", "persam")
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
@@ -123,6 +125,19 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
 
 
+def make_out_folder(out: Path) -> None:
+    """Create OUT and write a file there (removed at once), so that a folder that cannot be written
+    is said before the model loads."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"cannot write into --out {out} ({(err.strerror or str(err)).lower()}); choose a folder you can write to"
+        ) from None
+
+
 def warn_not_binary(not_binary: list[Path], sequences: list[datasets.Sequence]) -> None:
     total = sum(1 + len(s.targets) for s in sequences)
     print(
@@ -158,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     for name, settings in methods.items():
         print(f"  {name}: {describe(settings)}")
 
+    make_out_folder(args.out)
+
     # torch loads here, after the checks of the arguments, OUT and the dataset
     from ..evaluation.protocols import SUMMARIES
     from ..evaluation.report import plot, table, timing_line, total_lines, write_frames_csv, write_summary_csv
@@ -167,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(
         args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     evaluation = evaluate(
         model, sequences, methods, threshold=args.mask_threshold, out=args.out, progress=progress_printer()
     )

@@ -6,9 +6,14 @@ Every other type (uint16, signed, float, bool) is mapped to ``uint8`` by one
 rule, :func:`intensity_to_uint8`: a linear stretch between two percentiles
 (0.5 and 99.5 by default), NaN ignored and drawn as 0. Stacks pass their
 own percentile limits so that every frame shares one mapping.
+
+An image that becomes one flat colour (all NaN, constant, or flattened by
+the mapping) shows SAM nothing: :func:`warn_if_blank` says so, in words.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -17,6 +22,10 @@ DEFAULT_PERCENTILES = (0.5, 99.5)
 
 class ImageInputError(ValueError):
     """An image the engine cannot use, with a message saying what to do."""
+
+
+class BlankImageWarning(UserWarning):
+    """An image SAM sees as one flat colour: masks found with it mean nothing."""
 
 
 def intensity_limits(
@@ -46,10 +55,9 @@ def intensity_to_uint8(
         return image.astype(np.uint8) * 255
     low, high = intensity_limits(image) if limits is None else limits
     values = np.asarray(image, dtype=np.float64)
+    values = np.where(np.isfinite(values), values, low)  # NaN and ±inf become 0, never inf × 0
     scale = 255.0 / (high - low) if high > low else 0.0
-    out = np.clip((values - low) * scale, 0, 255)
-    out[~np.isfinite(values)] = 0
-    return np.round(out).astype(np.uint8)
+    return np.round(np.clip((values - low) * scale, 0, 255)).astype(np.uint8)
 
 
 def to_rgb_uint8(
@@ -93,6 +101,33 @@ def to_rgb_uint8(
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image)
+
+
+def blank_image_note(image: np.ndarray, rgb: np.ndarray) -> str | None:
+    """Why SAM sees nothing in ``image`` (its ``rgb`` is one flat colour), in words; None when it shows something."""
+    if not (rgb == rgb[:1, :1]).all():
+        return None
+    values = np.asarray(image)
+    if values.dtype.kind in "fc" and not np.isfinite(values).any():
+        return "has no finite pixel (all are NaN or infinite)"
+    first = values.reshape(-1, *values.shape[2:])[0]
+    if (values == first).all():
+        return f"is constant (all pixels {_pixel_words(first)})"
+    return "becomes one flat colour under the intensity mapping"
+
+
+def _pixel_words(pixel: np.ndarray) -> str:
+    numbers = [f"{v:g}" if isinstance(v, float) else str(v) for v in np.ravel(pixel).tolist()]
+    return numbers[0] if len(numbers) == 1 else f"({', '.join(numbers)})"
+
+
+def warn_if_blank(image: np.ndarray, rgb: np.ndarray, name: str) -> None:
+    """One :class:`BlankImageWarning` naming ``name`` when SAM sees nothing in ``image`` (see :func:`blank_image_note`)."""
+    note = blank_image_note(image, rgb)
+    if note is not None:
+        warnings.warn(
+            f"{name} {note}: SAM sees nothing in it, so masks found with it mean nothing", BlankImageWarning, stacklevel=3
+        )
 
 
 def to_binary_mask(mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..models.loading import SamModel, load_model
 from .embeddings import ImageEmbedding, encode_image, resizer
-from .pixels import to_rgb_uint8
+from .pixels import to_rgb_uint8, warn_if_blank
 from .reference import Reference, ReferenceError, build_reference
 from .segment import Segmentation, segment_embedding
 from .settings import Settings, preset as named_preset
@@ -84,12 +84,18 @@ class P2SAM:
         self._reference_image: tuple[str, ImageEmbedding] | None = None
         self._reference_mask: np.ndarray | None = None
 
-    def encode(self, image: np.ndarray, *, limits: tuple[float, float] | None = None) -> ImageEmbedding:
-        """Encode an image; the reference image's embedding is reused, never recomputed."""
+    def encode(
+        self, image: np.ndarray, *, limits: tuple[float, float] | None = None, name: str = "the image"
+    ) -> ImageEmbedding:
+        """Encode an image; the reference image's embedding is reused, never recomputed.
+
+        An image SAM sees nothing in (all NaN, constant) is warned about, called ``name``.
+        """
         rgb = to_rgb_uint8(image, limits=limits)
         key = image_key(rgb)
         if self._reference_image is not None and self._reference_image[0] == key:
             return self._reference_image[1]
+        warn_if_blank(image, rgb, name)
         return encode_image(self.model, rgb)
 
     def set_reference(
@@ -117,6 +123,7 @@ class P2SAM:
             raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
         rgb = to_rgb_uint8(image, limits=limits)
         if embedding is None:
+            warn_if_blank(image, rgb, "the reference image")
             embedding = encode_image(self.model, rgb)
         self._reference_image = (image_key(rgb), embedding)
         self._reference_mask = mask

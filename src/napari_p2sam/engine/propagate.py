@@ -283,7 +283,7 @@ class Propagation:
     def _segment_frame(self, index: int, reference_frame: int) -> FrameResult | None:
         """Segment every object of ``reference_frame`` in frame ``index``; None if stopped half-way."""
         references = self._references_of(reference_frame)
-        embedding = self._embedding(self.pixels.rgb(self.source.read(index)))
+        embedding = self._embedding(self._rgb(index))
         segmentations = {}
         for label, reference in references.items():
             if self._stop_requested():
@@ -291,6 +291,10 @@ class Propagation:
             segmentations[label] = segment_embedding(self.model, reference, embedding, self.settings)
         labels = combine(self.source.frame_shape, self.label_dtype, segmentations)
         return FrameResult(index, labels, segmentations, reference_frame, False)
+
+    def _rgb(self, index: int) -> np.ndarray:
+        """Frame ``index`` as SAM's RGB, with a warning if SAM sees nothing in it (each frame is read once a run)."""
+        return self.pixels.rgb(self.source.read(index), name=f"frame {index} of {self.source.name}")
 
     def _embedding(self, rgb: np.ndarray) -> ImageEmbedding:
         if self.cache is None:
@@ -307,7 +311,7 @@ class Propagation:
         labels = [int(v) for v in np.unique(paint) if v != 0]
         if all((frame, label) in self._references for label in labels):
             return {label: self._references[frame, label] for label in labels}
-        rgb = self.pixels.rgb(self.source.read(frame))
+        rgb = self._rgb(frame)
         frame_key = (encoder_key(self.model), pixel_hash(rgb), self._reference_settings())
         embedding = None
         for label in labels:

@@ -7,12 +7,14 @@ L2-normalised part prototypes for every k (k-means, ``random_state=0``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from .embeddings import ImageEmbedding
 from .pixels import ImageInputError, to_binary_mask
@@ -53,7 +55,10 @@ def part_prototypes(features: torch.Tensor, k: int) -> torch.Tensor:
     if k == 1:
         mean = features.mean(0, keepdim=True)
         return mean / mean.norm(dim=-1, keepdim=True)
-    labels = KMeans(n_clusters=k, random_state=0, n_init=10).fit_predict(features.cpu().numpy())
+    with warnings.catch_warnings():
+        # fewer distinct features than k (a flat image): said in our words where the image is read
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters=k, random_state=0, n_init=10).fit_predict(features.cpu().numpy())
     labels = torch.from_numpy(labels).to(features.device)
     protos = torch.stack([features[labels == c].mean(0) for c in range(k)])
     return protos / protos.norm(dim=-1, keepdim=True)

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, TiffPages, file_kind, pages_are_frames, tiff_pages
-from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8
+from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8, warn_if_blank
 
 LIMIT_SAMPLES = 1_000_000
 """At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
@@ -546,8 +546,13 @@ class Pixels:
     channel: int | tuple[int, ...] | None = None
     limits: tuple[float, float] | None = None
 
-    def rgb(self, frame: np.ndarray) -> np.ndarray:
-        return to_rgb_uint8(select_channels(frame, self.channel), limits=self.limits)
+    def rgb(self, frame: np.ndarray, *, name: str | None = None) -> np.ndarray:
+        """``frame`` as SAM's RGB; given its ``name``, a frame SAM sees nothing in is warned about."""
+        frame = select_channels(frame, self.channel)
+        rgb = to_rgb_uint8(frame, limits=self.limits)
+        if name is not None:
+            warn_if_blank(frame, rgb, name)
+        return rgb
 
 
 def pixels_for(

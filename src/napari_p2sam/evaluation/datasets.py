@@ -224,7 +224,12 @@ def folder(images: Path, masks: Path, reference_frame: int = 0) -> list[Sequence
     targets = tuple(f for i, f in enumerate(frames) if i != reference_frame)
     if not targets:
         raise DatasetError(f"{images} holds only the reference image: nothing to score")
-    return [Sequence(images.name, frames[reference_frame], targets)]
+    return [Sequence(folder_name(images), frames[reference_frame], targets)]
+
+
+def folder_name(path: Path) -> str:
+    """The name of the folder ``path`` leads to: ``images/sub/..`` and ``.`` are named like the folder itself."""
+    return path.resolve().name
 
 
 # ---------------------------------------------------------------- masks

@@ -2,7 +2,8 @@
 
 Scores are printed and written in percent with two decimals, as the paper
 reports them. ``frames.csv`` keeps the raw pixel counts of every scored frame,
-so any other summary can be recomputed from it.
+so any other summary can be recomputed from it. A name that would start a
+spreadsheet formula (``=HYPERLINK(...)``) is written with a leading ``'``, as text.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from statistics import median
 
 from .protocols import Summary
-from .runner import Evaluation
+from .runner import Evaluation, FrameScore
 
 FRAME_COLUMNS = (
     "sequence", "frame", "method", "dice_percent", "iou_percent", "intersection", "union",
@@ -59,30 +60,56 @@ def timing_line(evaluation: Evaluation) -> str:
     return "seconds per image (median): " + ", ".join(parts)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a spreadsheet cell that it would run as a formula begins."""
+
+
+def spreadsheet_text(cell: object) -> str:
+    """``cell`` as CSV text that spreadsheets show as it is: text starting like a formula gets a leading ``'``.
+
+    Numbers (``-0.5``) stay numbers.
+    """
+    text = str(cell)
+    if not text.startswith(FORMULA_STARTS):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
+
+
+def write_csv(path: Path, header: tuple[str, ...] | list[str], rows) -> None:
+    """Write ``header`` and ``rows`` as CSV, every cell through :func:`spreadsheet_text`."""
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([spreadsheet_text(cell) for cell in row] for row in [header, *rows])
+
+
 def write_frames_csv(path: Path, evaluation: Evaluation) -> None:
     """One row per (scored frame, method), in dataset order."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(FRAME_COLUMNS)
-        for s in evaluation.frames:
-            c = s.counts
-            writer.writerow(
-                [s.sequence, s.frame, s.method, percent(s.dice), percent(s.iou), c.intersection, c.union,
-                 c.tp + c.fp, c.tp + c.fn, s.k, f"{s.retrieval:.6g}", f"{s.seconds:.4f}"]
-            )  # fmt: skip
+    write_csv(path, FRAME_COLUMNS, (frame_row(s) for s in evaluation.frames))
+
+
+def frame_row(s: FrameScore) -> list:
+    """The cells of :data:`FRAME_COLUMNS` for one frame's score."""
+    c = s.counts
+    return [s.sequence, s.frame, s.method, percent(s.dice), percent(s.iou), c.intersection, c.union,
+            c.tp + c.fp, c.tp + c.fn, s.k, f"{s.retrieval:.6g}", f"{s.seconds:.4f}"]  # fmt: skip
 
 
 def write_summary_csv(path: Path, summary: Summary) -> None:
     """Long format ``row, method, metric, percent``: the table's cells, then the totals (row ``all``)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([summary.row_header, "method", "metric", "percent"])
-        for label, values in summary.rows:
-            for (method, metric), value in zip(summary.columns, values):
-                writer.writerow([label, method, metric, percent(value)])
-        for name, values in summary.totals:
-            for method, value in zip(summary.methods, values):
-                writer.writerow(["all", method, name, percent(value)])
+    cells = [
+        [label, method, metric, percent(value)]
+        for label, values in summary.rows
+        for (method, metric), value in zip(summary.columns, values)
+    ]
+    totals = [
+        ["all", method, name, percent(value)]
+        for name, values in summary.totals
+        for method, value in zip(summary.methods, values)
+    ]
+    write_csv(path, [summary.row_header, "method", "metric", "percent"], cells + totals)
 
 
 def plot(path: Path, evaluation: Evaluation, summary: Summary) -> None:

@@ -124,7 +124,7 @@ def evaluate(
     def encode(frame: Frame, limits) -> tuple[np.ndarray, ImageEmbedding]:
         image = read_image(frame.image)
         start = time.perf_counter()
-        embedding = encoder.encode(image, limits=limits)
+        embedding = encoder.encode(image, limits=limits, name=str(frame.image))
         _synchronize(model)
         result.encoder_seconds.append(time.perf_counter() - start)
         return image, embedding

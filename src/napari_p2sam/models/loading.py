@@ -11,7 +11,9 @@ the model cache. Checkpoints are always read with
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -231,11 +233,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     Accepts a plain state dict or one nested under ``"model"`` /
     ``"state_dict"`` (as training scripts such as micro-sam's save them).
+    torch's own warnings while reading are not shown: a file it cannot read
+    is reported by the error alone.
     """
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(refused_pickle_message(path, err)) from None
     except Exception as err:  # torch raises many types for bad files
         raise CheckpointError(
             f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}); "
@@ -247,6 +255,35 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors; expected a Segment Anything checkpoint")
     return obj
+
+
+def refused_pickle_message(path: Path, err: pickle.UnpicklingError) -> str:
+    """Why torch's safe reader refused ``path``, in our words (never torch's advice to turn safety off)."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
+    what = f"a Python object ({found.group(1)})" if found else "Python objects or code"
+    return (
+        f"{path} holds {what} besides tensors, or is damaged; napari-p2sam reads only tensors from a "
+        "checkpoint and never runs anything in it. Use a Segment Anything checkpoint that holds only "
+        "tensors (a state dict), such as sam_vit_b_01ec64.pth"
+    )
+
+
+def check_usable(state: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors no working SAM holds: empty ones (e.g. a patch size of 0) and NaN or infinite values."""
+    for key, tensor in state.items():
+        if tensor.numel() == 0:
+            shape = "×".join(map(str, tensor.shape))
+            raise CheckpointError(
+                f"not a usable SAM checkpoint: tensor {key} is empty (shape {shape}), so a size of the model "
+                "(e.g. its patch size) is 0; the file is damaged or was not saved from a SAM: use another checkpoint"
+            )
+    broken = [key for key, tensor in state.items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise CheckpointError(
+            f"not a usable SAM checkpoint: {len(broken)} tensor(s) hold NaN or infinite values "
+            f"(first {broken[0]}); the file is damaged or was saved from a training run that diverged: "
+            "use another checkpoint"
+        )
 
 
 def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -303,6 +340,7 @@ def load_model(
             raise CheckpointError(f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})")
     state = read_state_dict(path)
     try:
+        check_usable(state)
         sam = build_sam(segment_anything_names(state))
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
