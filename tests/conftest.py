@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from napari_p2sam import load_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CASES = SHARED / "cases"
+DATA = Path(__file__).resolve().parent / "data"
+SHARED_CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+"""The project's shared cases beside the clone: the CT images, which are not copied into the repository."""
+# sha256 of the authors' parity checkpoint (shared/cases/parity/tiny_sam_seed1.pth): see tensors_sha256.
+PARITY_TENSORS_SHA256 = "e1c681cb063c93b8917afba6768fb7235e5f00cf104d641b706039f281cf5aa0"
 
 
 def tiny_sam(
@@ -82,10 +87,51 @@ def tiny_model(tiny_checkpoint):
     return load_model(tiny_checkpoint, device="cpu")
 
 
+def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over each tensor's bytes, in key order (the file's own bytes depend on torch's format)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(state_dict[key].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @pytest.fixture(scope="session")
-def parity_model():
-    """The authors' parity SAM (random weights, torch seed 1) from shared/cases/parity."""
-    return load_model(CASES / "parity" / "tiny_sam_seed1.pth", device="cpu")
+def parity_checkpoint(tmp_path_factory) -> Path:
+    """The authors' parity SAM rebuilt as data/parity's README says: seed 1, segment-anything's builder.
+
+    Skips where this torch build draws other random weights than the authors' (the hash differs).
+    """
+    torch.manual_seed(1)
+    sam = _build_sam(encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=[1])
+    state_dict = sam.state_dict()
+    digest = tensors_sha256(state_dict)
+    if digest != PARITY_TENSORS_SHA256:
+        pytest.skip(
+            f"torch {torch.__version__} rebuilds other parity weights than the authors' "
+            f"(tensor sha256 {digest[:12]}…, expected {PARITY_TENSORS_SHA256[:12]}…)"
+        )
+    path = tmp_path_factory.mktemp("parity") / "tiny_sam_seed1.pth"
+    torch.save(state_dict, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity_model(parity_checkpoint):
+    """The authors' parity SAM (random weights, torch seed 1), loaded through the product's loader."""
+    return load_model(parity_checkpoint, device="cpu")
+
+
+def case_file(folder: str, relative: str) -> Path:
+    """``folder/relative`` from tests/data, else from ../shared/cases; skips (saying why) if in neither.
+
+    The CT pair and images cut from it stay in ../shared/cases only: its
+    README asks that they are not copied into the repository.
+    """
+    for root in (DATA, SHARED_CASES):
+        path = (root / folder / relative).resolve()
+        if path.is_file():
+            return path
+    pytest.skip(f"{folder}/{relative} is a CT image kept only in ../shared/cases (not redistributed here)")
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -97,8 +143,8 @@ def read_image(path: Path) -> np.ndarray:
 @pytest.fixture(scope="session")
 def lung_ct() -> dict[str, np.ndarray]:
     """The real CT pair: 512×512 uint8 grayscale slices and 0/255 masks."""
-    root = CASES / "lung-ct"
-    return {name: read_image(root / f"{name}.png") for name in ("ref_image", "ref_mask", "test_image", "test_mask")}
+    names = ("ref_image", "ref_mask", "test_image", "test_mask")
+    return {name: read_image(case_file("lung-ct", f"{name}.png")) for name in names}
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .conftest import case_file
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_python_api_example_runs(tiny_checkpoint):
+    ct_pair = case_file("lung-ct", "ref_image.png").parent
     out = subprocess.run(
-        [sys.executable, str(DOCS / "examples" / "python_api.py"), str(tiny_checkpoint)],
+        [sys.executable, str(DOCS / "examples" / "python_api.py"), str(tiny_checkpoint), str(ct_pair)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,4 @@
-"""Parity with the authors' code on ../shared/cases/parity (their outputs with a fixed random SAM).
+"""Parity with the authors' code on data/parity (their outputs with a fixed random SAM).
 
 Matching, as the parity README defines it: every candidate has the same
 points and labels and a score within 1e-3 relative (999999 = empty
@@ -18,17 +18,27 @@ from PIL import Image
 
 from napari_p2sam import P2SAM, Settings
 
-from .conftest import CASES
+from .conftest import DATA, case_file
 
-ROOT = CASES / "parity"
-CASE_LIST = {c["name"]: c for c in json.loads((ROOT / "cases.json").read_text())}
-GOLDEN = json.loads((ROOT / "golden" / "golden.json").read_text())
+ROOT = DATA / "parity"
 EMPTY = 999999
+
+
+def pytest_generate_tests(metafunc):
+    # One test per golden row, read at collection (not import) time.
+    if "row" in metafunc.fixturenames:
+        golden = json.loads((ROOT / "golden" / "golden.json").read_text())
+        metafunc.parametrize("row", golden, ids=[f"{r['case']}-{r['variant']}-{r['target']}" for r in golden])
+
+
+@pytest.fixture(scope="module")
+def case_list() -> dict[str, dict]:
+    return {c["name"]: c for c in json.loads((ROOT / "cases.json").read_text())}
 
 
 def read_rgb(path: str) -> np.ndarray:
     # The authors read images with OpenCV converted to RGB (grayscale → 3 equal channels).
-    return np.array(Image.open(ROOT / path).convert("RGB"))
+    return np.array(Image.open(case_file("parity", path)).convert("RGB"))
 
 
 def near_tie(row: dict) -> set[int]:
@@ -55,9 +65,8 @@ def predictors(parity_model):
     return get
 
 
-@pytest.mark.parametrize("row", GOLDEN, ids=[f"{r['case']}-{r['variant']}-{r['target']}" for r in GOLDEN])
-def test_matches_authors_code(row, predictors):
-    case = CASE_LIST[row["case"]]
+def test_matches_authors_code(row, case_list, predictors):
+    case = case_list[row["case"]]
     target = next(t for t in case["targets"] if Path(t).name == row["target"])
     result = predictors(case, row["variant"]).segment(read_rgb(target))
 
@@ -76,6 +85,6 @@ def test_matches_authors_code(row, predictors):
     if result.k == row["chosen_k"]:
         assert result.points.tolist() == row["points_xy"]
         assert result.labels.tolist() == row["point_labels"]
-        golden = np.array(Image.open(ROOT / row["mask_png"]).convert("L")) > 0
+        golden = np.array(Image.open(case_file("parity", row["mask_png"])).convert("L")) > 0
         iou = (golden & result.mask).sum() / max(1, (golden | result.mask).sum())
         assert iou >= 0.99
