@@ -495,3 +495,13 @@ def test_an_image_given_as_the_reference_asks_before_running(qtbot, viewer_and_w
         wait_for_run(qtbot, widget)
         assert widget.last_summary.done == 1
         np.testing.assert_array_equal(layer(viewer, "movie P²SAM").data[0], photo[0])
+
+
+def test_a_blank_frame_is_a_warning_in_the_dock(qtbot, viewer_and_widget, notifications):
+    viewer, widget = viewer_and_widget
+    layer(viewer, "movie").data[2] = 7  # a dropped camera frame: one grey level
+    widget.run()
+    wait_for_run(qtbot, widget)
+    warned = [text for severity, text in notifications if severity == "warning"]
+    assert len(warned) == 1 and "frame 2" in warned[0] and "is constant" in warned[0], notifications
+    assert widget.last_summary.done == FRAMES

@@ -10,8 +10,8 @@ child Python process started from the same interpreter; the two talk over a
 Messages are tuples; the child asks, napari's side answers:
 
 - child → napari: ``("ready", devices)`` once; ``("read", i)`` for frame
-  ``i``; ``("frame", FrameUpdate)``; ``("done", RunSummary)`` at the end of
-  a run.
+  ``i``; ``("frame", FrameUpdate)`` (with the engine's warnings about that
+  frame, e.g. a blank one); ``("done", RunSummary)`` at the end of a run.
 - napari → child: ``("run", RunRequest)``; ``("frame", array)`` or
   ``("frame_error", message)`` in answer to a read; ``("stop",)``.
 
@@ -33,7 +33,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Callable, Iterator, Mapping
 
@@ -312,6 +313,18 @@ def available_devices() -> list[str]:
     return devices
 
 
+def ours(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """The texts of the warnings napari-p2sam raised (for the user); others go to the terminal as usual."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    texts = []
+    for warning in caught:
+        if os.path.abspath(warning.filename).startswith(package):
+            texts.append(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return tuple(texts)
+
+
 def serve(connection: Connection) -> None:
     """The child's loop: one run after the other, until napari's process goes."""
     from ..engine.cache import EmbeddingCache
@@ -336,12 +349,14 @@ def serve(connection: Connection) -> None:
             should_stop=inbox.stop.is_set,
         )
         while True:
-            try:
-                update = next(run)
-            except StopIteration as end:
-                send(("done", end.value))
-                break
-            send(("frame", update))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)  # the engine's warnings are for the user: pass them on
+                try:
+                    update = next(run)
+                except StopIteration as end:
+                    send(("done", end.value))
+                    break
+            send(("frame", replace(update, warnings=ours(caught))))
 
 
 def main() -> None:

@@ -32,10 +32,12 @@ class DownloadMeter:
 
 @dataclass
 class FrameUpdate:
-    """A finished frame and the run's progress after it."""
+    """A finished frame, the run's progress after it, and what the engine warned about on the way
+    (e.g. a blank frame), in words for the user."""
 
     result: FrameResult
     progress: Progress
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass

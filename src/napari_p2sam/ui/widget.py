@@ -489,6 +489,9 @@ class P2SAMWidget(Container):
         output.write(results, shown_frame=self.shown_frame(output))
         for result in results:
             self.scores.add(result)
+        for update in updates:
+            for text in update.warnings:
+                show_warning(f"P²SAM: {text}")
         self._show_progress(updates[-1].progress)
 
     def _report(self, summary: RunSummary) -> None:
