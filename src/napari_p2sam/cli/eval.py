@@ -169,7 +169,13 @@ def run(args: argparse.Namespace) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     evaluation = evaluate(
-        model, sequences, methods, threshold=args.mask_threshold, out=args.out, progress=progress_printer()
+        model,
+        sequences,
+        methods,
+        threshold=args.mask_threshold,
+        out=args.out,
+        progress=progress_printer(),
+        persam_file_values=args.layout == "perseg",  # as persam.py reads PerSeg's masks
     )
     summary = SUMMARIES[args.layout](evaluation)
     write_frames_csv(args.out / "frames.csv", evaluation)
