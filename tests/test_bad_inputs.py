@@ -39,6 +39,13 @@ def test_mask_of_another_size(p2sam):
         p2sam.set_reference(textured(), square(64, 8, 40))
 
 
+@pytest.mark.parametrize("persam_mask", [square(64), square().astype(np.float32)])
+def test_persam_mask_of_another_size_or_type(tiny_model, persam_mask):
+    persam = P2SAM(tiny_model, preset="persam")
+    with pytest.raises(ReferenceError, match="persam_mask must be 128×128 uint8"):
+        persam.set_reference(textured(), square(), persam_mask=persam_mask)
+
+
 @pytest.mark.parametrize("variant", ["natural", "medical"])
 def test_mask_covering_the_whole_image(tiny_model, variant):
     p2sam = P2SAM(tiny_model, Settings(variant=variant, parts=(1, 2)))

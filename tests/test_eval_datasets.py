@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from napari_p2sam.evaluation import datasets
-from napari_p2sam.evaluation.datasets import DatasetError, gray_levels, is_binary, read_mask
+from napari_p2sam.evaluation.datasets import DatasetError, gray_levels, is_binary, persam_mask_values, read_mask
 from napari_p2sam.evaluation.runner import sequence_limits
 
 from .evaldata import make_cvc, make_folder, make_perseg, write_png
@@ -180,6 +180,20 @@ def test_threshold_rule(tmp_path):
     path = write_png(tmp_path / "soft.png", soft)
     assert read_mask(path).tolist() == [[False, True, True, True, True]]  # published: > 0
     assert read_mask(path, threshold=127).tolist() == [[False, False, False, True, True]]
+
+
+def test_persam_reads_channel_0_of_the_mask_file_like_persam_py(tmp_path):
+    palette = Image.fromarray(np.array([[0, 1]], np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # PerSeg's annotations: object colour (128, 0, 0)
+    palette.save(tmp_path / "perseg.png")
+    assert persam_mask_values(tmp_path / "perseg.png").tolist() == [[0, 128]]
+    gray = write_png(tmp_path / "gray.png", np.array([[0, 7]], np.uint8))
+    assert persam_mask_values(gray).tolist() == [[0, 7]]
+    Image.fromarray(np.array([[False, True]])).save(tmp_path / "bits.png")
+    assert persam_mask_values(tmp_path / "bits.png").tolist() == [[0, 255]]
+    deep = write_png(tmp_path / "deep.png", np.array([[0, 300]], np.uint16))
+    with pytest.raises(DatasetError, match="uint16; PerSAM's reference rule reads 8-bit masks"):
+        persam_mask_values(deep)
 
 
 def test_binary_means_one_object_value():

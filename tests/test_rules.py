@@ -12,7 +12,7 @@ from napari_p2sam import P2SAM, Settings
 from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.pixels import to_rgb_uint8
 from napari_p2sam.engine.prompts import attention_bias, mean_map, normalize_target, peak_xy, similarity_maps
-from napari_p2sam.engine.reference import part_prototypes, patch_mask
+from napari_p2sam.engine.reference import part_prototypes, patch_mask, persam_patch_mask
 from napari_p2sam.engine.retrieval import EMPTY_SCORE, candidate_patches, emd_score
 from napari_p2sam.engine.segment import lowest_score
 
@@ -41,6 +41,34 @@ def test_patch_mask_of_a_non_square_image_leaves_padding_out():
     mask = np.full((512, 256), 255, np.uint8)  # tall image: resized to 1024×512, padded on the right
     selected = patch_mask(mask, TRANSFORM, 1024, 64).numpy()
     assert selected[:, :32].all() and not selected[:, 32:].any()
+
+
+def test_persam_patch_mask_thresholds_each_patch_centre_at_sams_red_mean():
+    # each patch samples the 2×2 pixels at its centre (offsets 7 and 8); object where their mean > 123.675
+    values = np.zeros((1024, 1024), np.uint8)
+    values[:16, :16] = 128  # patch (0, 0): 128
+    values[:16, 16:32] = 123  # patch (0, 1): 123, below the mean
+    values[16:24, 32:48] = 255  # patch (1, 2): 2 of its 4 centre pixels, mean 127.5
+    values[16:24, 48:56] = 255  # patch (1, 3): 1 of 4, mean 63.75
+    selected = persam_patch_mask(values, TRANSFORM, 1024, 64, 123.675, 58.395).numpy()
+    assert selected[0, 0] and selected[1, 2]
+    assert selected.sum() == 2
+
+
+def test_persam_chooses_reference_patches_by_its_own_rule(tiny_model):
+    mask = np.zeros((1024, 1024), np.uint8)
+    mask[:32, :32] = 1  # 2×2 patches, whole
+    mask[32:40, :32] = 1  # the next 2 patches: 2 of their 4 centre pixels
+    image = np.random.default_rng(0).integers(0, 255, size=(1024, 1024), dtype=np.uint8)
+    embedding = encode_image(tiny_model, to_rgb_uint8(image))
+
+    def patches(method: str, **extra) -> int:
+        p2sam = P2SAM(tiny_model, Settings(method=method, parts=(1, 1)))
+        return p2sam.set_reference(image, mask, embedding=embedding, **extra).foreground.shape[0]
+
+    assert patches("p2sam") == 4  # midpoint rule: a half-covered centre (127.5) is not above 127.5
+    assert patches("persam") == 6  # PerSAM's rule on 0/255: 127.5 > 123.675
+    assert patches("persam", persam_mask=mask * 128) == 4  # on PerSeg's 0/128: 64 is not
 
 
 def test_peak_is_x_column_then_y_row():

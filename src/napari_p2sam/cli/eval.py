@@ -185,7 +185,13 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
     )
     evaluation = evaluate(
-        model, sequences, methods, threshold=args.mask_threshold, out=args.out, progress=progress_printer()
+        model,
+        sequences,
+        methods,
+        threshold=args.mask_threshold,
+        out=args.out,
+        progress=progress_printer(),
+        persam_file_values=args.layout == "perseg",  # as persam.py reads PerSeg's masks
     )
     summary = SUMMARIES[args.layout](evaluation)
     write_frames_csv(args.out / "frames.csv", evaluation)

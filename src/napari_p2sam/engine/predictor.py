@@ -17,11 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..models.loading import SamModel, load_model
 from .embeddings import ImageEmbedding, encode_image, resizer
-from .pixels import to_rgb_uint8, warn_if_blank
-from .reference import Reference, ReferenceError, build_reference
+from .pixels import to_binary_mask, to_rgb_uint8, warn_if_blank
+from .reference import Reference, ReferenceError, build_reference, persam_patch_mask
 from .segment import Segmentation, segment_embedding
 from .settings import Settings, preset as named_preset
 
@@ -33,8 +34,36 @@ def image_key(image_rgb: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def prepare_reference(model: SamModel, embedding: ImageEmbedding, mask: np.ndarray, settings: Settings) -> Reference:
-    """Build the reference for ``settings``; :class:`ReferenceError` if no part count fits the object."""
+def persam_patches(model: SamModel, embedding: ImageEmbedding, values: np.ndarray) -> torch.Tensor:
+    """PerSAM's ``(grid, grid)`` object patches from the ``(H, W)`` uint8 ``values`` it reads."""
+    return persam_patch_mask(
+        values,
+        resizer(model),
+        model.sam.image_encoder.img_size,
+        embedding.features.shape[-1],
+        float(model.sam.pixel_mean[0]),
+        float(model.sam.pixel_std[0]),
+    )
+
+
+def prepare_reference(
+    model: SamModel,
+    embedding: ImageEmbedding,
+    mask: np.ndarray,
+    settings: Settings,
+    persam_mask: np.ndarray | None = None,
+) -> Reference:
+    """Build the reference for ``settings``; :class:`ReferenceError` if no part count fits the object.
+
+    Method ``persam`` chooses the object's patches by PerSAM's rule on
+    ``persam_mask`` (``(H, W)`` uint8), by default the binarised mask as 0/255;
+    P²SAM uses the midpoint rule on the binarised mask.
+    """
+    patches = None
+    if settings.method == "persam":
+        if persam_mask is None:
+            persam_mask = to_binary_mask(mask).astype(np.uint8) * 255
+        patches = persam_patches(model, embedding, persam_mask)
     reference = build_reference(
         embedding,
         mask,
@@ -42,6 +71,7 @@ def prepare_reference(model: SamModel, embedding: ImageEmbedding, mask: np.ndarr
         img_size=model.sam.image_encoder.img_size,
         parts=settings.part_range,
         background_parts=settings.background_parts if settings.uses_background_parts else None,
+        patches=patches,
     )
     if not reference.parts:
         raise ReferenceError(
@@ -83,6 +113,7 @@ class P2SAM:
         self.reference: Reference | None = None
         self._reference_image: tuple[str, ImageEmbedding] | None = None
         self._reference_mask: np.ndarray | None = None
+        self._persam_mask: np.ndarray | None = None
 
     def encode(
         self, image: np.ndarray, *, limits: tuple[float, float] | None = None, name: str = "the image"
@@ -105,12 +136,16 @@ class P2SAM:
         *,
         limits: tuple[float, float] | None = None,
         embedding: ImageEmbedding | None = None,
+        persam_mask: np.ndarray | None = None,
     ) -> Reference:
         """Encode the reference and prepare its patches and part prototypes (once).
 
         ``mask``: ``(H, W)``, non-zero = object, the image's size.
         ``embedding``: the image's embedding if already computed (it is then
         not encoded again), e.g. shared between methods.
+        ``persam_mask``: ``(H, W)`` uint8, the values PerSAM's patch rule reads
+        (method ``persam`` only; default: the binarised mask as 0/255). To
+        reproduce ``persam.py``, pass the mask file's channel 0 as it reads it.
         """
         image = np.asarray(image)
         mask = np.asarray(mask)
@@ -118,6 +153,11 @@ class P2SAM:
             raise ReferenceError(
                 f"the reference mask is {mask.shape[0]}×{mask.shape[1]} but the reference image is "
                 f"{image.shape[0]}×{image.shape[1]}; they must be the same size"
+            )
+        if persam_mask is not None and (persam_mask.shape != image.shape[:2] or persam_mask.dtype != np.uint8):
+            raise ReferenceError(
+                f"persam_mask must be {image.shape[0]}×{image.shape[1]} uint8, "
+                f"got {persam_mask.shape} {persam_mask.dtype}"
             )
         if not np.nan_to_num(mask.astype(np.float64)).any():
             raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
@@ -127,12 +167,15 @@ class P2SAM:
             embedding = encode_image(self.model, rgb)
         self._reference_image = (image_key(rgb), embedding)
         self._reference_mask = mask
+        self._persam_mask = persam_mask
         self._prepare_reference()
         return self.reference
 
     def _prepare_reference(self) -> None:
         assert self._reference_image is not None and self._reference_mask is not None
-        self.reference = prepare_reference(self.model, self._reference_image[1], self._reference_mask, self.settings)
+        self.reference = prepare_reference(
+            self.model, self._reference_image[1], self._reference_mask, self.settings, self._persam_mask
+        )
 
     def update_settings(self, settings: Settings | None = None, **changes) -> None:
         """Change settings; the reference's prototypes are recomputed, its encoding reused."""

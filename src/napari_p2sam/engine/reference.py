@@ -45,6 +45,24 @@ def patch_mask(mask: np.ndarray, transform, img_size: int, grid: int) -> torch.T
     return coarse > 0
 
 
+def persam_patch_mask(values: np.ndarray, transform, img_size: int, grid: int, mean: float, std: float) -> torch.Tensor:
+    """Return PerSAM's ``(grid, grid)`` bool map of reference patches (ALGORITHM.md §4).
+
+    ``values``: ``(H, W)`` uint8. They take the image's own path: resized like
+    the image (longest side ``img_size``, bilinear), normalised as SAM's red
+    channel ``(v - mean) / std``, padded with 0 *after* normalising (so padding
+    is neutral) and bilinearly resized to ``grid``²; patches whose value is
+    ``> 0`` are foreground, i.e. where the resampled value exceeds ``mean``
+    (123.675 for SAM). Each patch samples the 2×2 resized pixels at its
+    centre: a 0/255 mask needs about half of them, PerSeg's 0/128 masks all.
+    """
+    resized = torch.as_tensor(transform.apply_image(values), dtype=torch.float32)
+    normalized = (resized - mean) / std
+    padded = F.pad(normalized, (0, img_size - resized.shape[1], 0, img_size - resized.shape[0]))
+    coarse = F.interpolate(padded[None, None], size=(grid, grid), mode="bilinear")[0, 0]
+    return coarse > 0
+
+
 def part_prototypes(features: torch.Tensor, k: int) -> torch.Tensor:
     """L2-normalised prototypes ``(k, C)`` of ``features`` ``(N, C)``.
 
@@ -90,10 +108,13 @@ def build_reference(
     img_size: int,
     parts: tuple[int, int],
     background_parts: tuple[int, int] | None = None,
+    patches: torch.Tensor | None = None,
 ) -> Reference:
     """Prepare a :class:`Reference` from an encoded image and its mask.
 
     ``mask``: ``(H, W)`` non-zero = object, the size of the encoded image.
+    ``patches``: the ``(grid, grid)`` bool map of the object's patches when
+    another rule chose them (PerSAM's); default: :func:`patch_mask` of the mask.
     k values above the number of object patches cannot be clustered and are
     skipped (listed in ``skipped_parts``). A mask too small to cover any patch
     centre uses the single patch where the resized mask is strongest.
@@ -112,7 +133,9 @@ def build_reference(
         raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
     feats = embedding.features[0].permute(1, 2, 0)  # (grid, grid, C)
     grid = feats.shape[0]
-    selected = patch_mask(binary, transform, img_size, grid).to(feats.device)
+    if patches is None:
+        patches = patch_mask(binary, transform, img_size, grid)
+    selected = patches.to(feats.device)
     if not selected.any():
         selected = _strongest_patch(binary, transform, img_size, grid).to(feats.device)
     foreground = feats[selected]

@@ -266,6 +266,21 @@ def read_mask(path: Path, threshold: float = 0) -> np.ndarray:
     return gray_levels(read_image(path)) > threshold
 
 
+def persam_mask_values(path: Path) -> np.ndarray:
+    """The ``(H, W)`` uint8 values PerSAM's patch rule reads from a mask file.
+
+    Channel 0 as ``persam.py`` reads it (OpenCV, then BGR→RGB): red for a colour
+    or palette file (PerSeg's masks: 128), the gray value for a gray one
+    (255 for a 1-bit file).
+    """
+    mask = read_image(path)
+    if mask.dtype == np.bool_:
+        mask = mask.astype(np.uint8) * 255
+    if mask.dtype != np.uint8:
+        raise DatasetError(f"{path} is {mask.dtype}; PerSAM's reference rule reads 8-bit masks")
+    return mask if mask.ndim == 2 else mask[..., 0]
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image file, read from its header."""
     if path.suffix.lower() in TIFF_SUFFIXES:

@@ -24,7 +24,7 @@ from ..engine.predictor import P2SAM
 from ..engine.settings import Settings
 from ..io.images import read_image
 from ..models.loading import SamModel
-from .datasets import Frame, Sequence, read_mask
+from .datasets import Frame, Sequence, persam_mask_values, read_mask
 from .metrics import Overlap, dice, iou, overlap
 
 LIMIT_SAMPLE_FRAMES = 16
@@ -106,17 +106,21 @@ def evaluate(
     threshold: float = 0,
     out: Path | None = None,
     progress: Progress | None = None,
+    persam_file_values: bool = False,
 ) -> Evaluation:
     """Segment every scored frame with every method and score it against its mask.
 
     ``methods``: name → settings. ``threshold``: ground truth = gray > threshold
     (see :mod:`.datasets`). ``out``: if given, each prediction is saved as
-    ``out/<method>/<sequence>/<frame>.png``.
+    ``out/<method>/<sequence>/<frame>.png``. ``persam_file_values``: PerSAM's
+    patch rule reads the reference mask file's channel 0, as ``persam.py``
+    does (PerSeg), instead of the binarised mask.
     """
     if not methods:
         raise ValueError("choose at least one method")
     result = Evaluation(tuple(methods))
     predictors = {name: P2SAM(model, settings) for name, settings in methods.items()}
+    persam_file_values = persam_file_values and any(s.method == "persam" for s in methods.values())
     encoder = next(iter(predictors.values()))
     total = sum(len(s.targets) for s in sequences)
     done = 0
@@ -133,8 +137,9 @@ def evaluate(
         limits = sequence_limits(sequence)
         image, embedding = encode(sequence.reference, limits)
         reference_mask = read_mask(sequence.reference.mask, threshold)
+        persam_mask = persam_mask_values(sequence.reference.mask) if persam_file_values else None
         for predictor in predictors.values():
-            predictor.set_reference(image, reference_mask, limits=limits, embedding=embedding)
+            predictor.set_reference(image, reference_mask, limits=limits, embedding=embedding, persam_mask=persam_mask)
         for frame in sequence.targets:
             _, embedding = encode(frame, limits)
             truth = read_mask(frame.mask, threshold)
