@@ -184,6 +184,57 @@ def test_overwrite_replaces_our_png_folder_whole(work):
     assert {k: v for k, v in tree(work).items() if not k.startswith("work/masks")} == before
 
 
+# --- where OUT's folder is missing or cannot be made -------------------------------------------------
+
+
+@pytest.fixture
+def mount_tmpfs():
+    """``mount_tmpfs(folder, options)``: a tmpfs mounted on ``folder`` for this test; skips unless root may mount."""
+    mounted = []
+
+    def mount(folder: Path, options: str) -> Path:
+        folder.mkdir(exist_ok=True)
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+        if os.geteuid() != 0 or subprocess.run(command, capture_output=True, check=False).returncode != 0:
+            pytest.skip("needs root, allowed to mount a tmpfs")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_missing_output_folder_is_created_and_named(work, capsys):
+    before = tree(work)
+    assert segment(*args(work), "--out", "new/deeper/out.tif") == 0  # cwd: work/sub
+    folder = (work / "work" / "sub" / "new" / "deeper").resolve()
+    assert f"; created the folder {folder}" in capsys.readouterr().out
+    after = tree(work)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == [
+        "work/sub/new", "work/sub/new/deeper", f"work/sub/new/deeper/{LOCK}", "work/sub/new/deeper/out.tif"
+    ]
+
+
+def test_a_file_where_the_output_folder_would_be_is_refused_naming_it(work, capsys):
+    user = (work / "work").resolve()
+    before = tree(work)
+    err = refused(capsys, *args(work), "--out", "../their.tif/out.tif")
+    assert f"--out ../their.tif/out.tif: {user / 'their.tif'} is a file, not a folder; choose another --out" in err
+    err = refused(capsys, *args(work), "--out", "../notes.txt/a/out.tif")
+    assert f"cannot create the folder {user / 'notes.txt' / 'a'}: {user / 'notes.txt'} is a file, not a folder" in err
+    assert tree(work) == before
+
+
+def test_a_folder_that_cannot_be_created_is_named_with_the_cause(work, capsys, mount_tmpfs):
+    disk = mount_tmpfs(work / "work" / "read-only", "ro,size=64k")
+    before = tree(work)
+    err = refused(capsys, *args(work), "--out", disk / "new" / "out.tif")
+    assert f"cannot create the folder {disk.resolve() / 'new'} (read-only file system) to write out.tif in" in err
+    assert tree(work) == before
+
+
 # --- runs that overlap or fail ----------------------------------------------------------------------
 
 
