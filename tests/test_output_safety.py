@@ -6,6 +6,7 @@ and neighbouring files must be unchanged; only the intended output may change.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -287,9 +288,40 @@ def test_a_run_that_fails_while_writing_keeps_the_previous_output(work, capsys, 
         return save(self, fp, *a, **k)
 
     monkeypatch.setattr(Image.Image, "save", save_until_the_disk_is_full)
-    assert "No space left on device" in refused(capsys, *args(work, "--format", "png", "--overwrite"), "--out", out)
+    err = refused(capsys, *args(work, "--format", "png", "--overwrite"), "--out", out)
+    assert f"cannot write {out.resolve()} (no space left on device): free some disk space" in err
+    assert "masks is unchanged" in err and "Errno" not in err
     assert len(calls) == 3
     assert tree(work) == before
+
+
+def fill(disk: Path) -> None:
+    """Write ``disk/filler`` until the disk is full."""
+    with open(disk / "filler", "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(bytes(4096))
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+def test_a_full_disk_names_the_real_path_in_words(work, capsys, mount_tmpfs):
+    """A 64 KiB disk, filled up after a first output; --out reaches it through a symbolic link to its folder."""
+    disk = mount_tmpfs(work / "disk", "size=64k")
+    (work / "work" / "to-disk").symlink_to(disk)
+    out = work / "work" / "to-disk" / "out.tif"
+    assert segment(*args(work), "--out", out) == 0
+    fill(disk)
+    before = tree(work)
+    err = refused(capsys, *args(work, "--overwrite"), "--out", out)
+    assert f"cannot write {disk.resolve() / 'out.tif'} (no space left on device): free some disk space, or write " \
+           "it to another disk; out.tif is unchanged" in err
+    assert tree(work) == before
+    err = refused(capsys, *args(work), "--out", out.with_name("new.tif"))
+    assert f"cannot write {disk.resolve() / 'new.tif'} (no space left on device)" in err
+    assert "nothing was written" in err
+    after = tree(work)
+    assert after.pop("disk/.new.tif.napari-p2sam.lock") and after == before
 
 
 # --- napari's writers share these rules ------------------------------------------------------------

@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -28,6 +29,7 @@ from .label_files import delete_ours, not_ours
 from .paths import in_words
 
 PARTIAL_SUFFIX = ".napari-p2sam-partial"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
 
 
@@ -131,13 +133,19 @@ def write_output(out: Path, write: Callable[[Path], T]) -> T:
     """``write(temporary)`` beside ``out``, then rename it to ``out``, replacing what is there; returns its result.
 
     Call it holding :func:`locked`, after checking that ``out`` may be replaced.
-    If ``write`` fails, its temporary is removed and ``out`` is untouched.
+    If ``write`` fails, its temporary is removed and ``out`` is untouched; a
+    full disk (or quota) is said in words, naming the resolved ``out``.
     """
     temporary = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
     try:
         result = write(temporary)
-    except BaseException:
+    except BaseException as err:
         remove_partial(temporary)
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise OutputError(
+                f"cannot write {out.resolve()} ({in_words(err)}): free some disk space, or write it to another disk; "
+                f"{out.name + ' is unchanged' if out.exists() else 'nothing was written'}"
+            ) from None
         raise
     install(temporary, out)
     return result
