@@ -92,8 +92,8 @@ def refused(capsys, *argv) -> str:
 @pytest.mark.parametrize(
     "out, extra, message",
     [
-        ("..", [], r"--out \.\. is the current folder or one of its parents"),
-        (".", ["--format", "png"], r"--out \. is the current folder or one of its parents"),
+        ("..", [], r"--out \.\. \(/\S+/work\) is the current folder or one of its parents"),
+        (".", ["--format", "png"], r"--out \. \(/\S+/work/sub\) is the current folder or one of its parents"),
         ("../results", [], r"--out \.\./results does not end in \.tif or \.tiff: name it results\.tif"),
         ("../results", ["--format", "png"], r"results is a folder napari-p2sam did not write"),
         ("../their.tif", [], r"their\.tif was not written by napari-p2sam, so it is not replaced"),

@@ -49,7 +49,7 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path])
         if relation:
             raise OutputError(f"--out {out} {relation} the {what} {path}; choose another --out")
     if Path.cwd().resolve().is_relative_to(target):
-        raise OutputError(f"--out {out} is the current folder or one of its parents; choose another --out")
+        raise OutputError(f"--out {out} ({target}) is the current folder or one of its parents; choose another --out")
     check_folder(out)
     suffix = out.suffix.lower()
     if fmt == "tif" and suffix not in TIFF_SUFFIXES:
