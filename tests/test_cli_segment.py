@@ -19,7 +19,8 @@ from napari_p2sam.cli import main
 from napari_p2sam.engine.cache import encoder_key
 from napari_p2sam.engine.propagate import propagate
 
-from .test_sources import write_video
+from .test_output_safety import tree
+from .test_sources import SIZE_CHANGE, write_video, write_video_changing_size
 
 FAST = ["--method", "persam"]
 
@@ -314,6 +315,22 @@ def test_video_with_no_frames(checkpoint, inputs, capsys):
     assert "empty.avi is a video with no frames" in err
     nothing_written(inputs, "empty.avi")
 
+
+
+@pytest.mark.parametrize("height, width, reference_frame", [(48, 64, 0), (60, 80, 5)])
+def test_a_video_that_changes_size_gets_one_message_whichever_size_the_mask_is(
+    checkpoint, inputs, capsys, height, width, reference_frame
+):
+    """Frames 0–3 are 48×64, 4–7 are 60×80: a mask of either size, painted on a frame of its size, is told the same."""
+    write_video_changing_size(inputs / "clip.avi")
+    Image.fromarray(np.ones((height, width), np.uint8)).save(inputs / "mask.png")
+    before = tree(inputs)
+    err = fails(capsys, inputs / "clip.avi", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
+                "--reference-frame", reference_frame, "--out", inputs / "out.tif", *FAST)
+    assert re.search(SIZE_CHANGE, err), err
+    after = tree(inputs)
+    after.pop(".out.tif.napari-p2sam.lock", None)  # left where the run failed while writing, as lock files are
+    assert after == before
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_cache_folder(checkpoint, inputs, capsys):

@@ -6,6 +6,7 @@ and neighbouring files must be unchanged; only the intended output may change.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -91,8 +92,8 @@ def refused(capsys, *argv) -> str:
 @pytest.mark.parametrize(
     "out, extra, message",
     [
-        ("..", [], r"--out \.\. is the current folder or one of its parents"),
-        (".", ["--format", "png"], r"--out \. is the current folder or one of its parents"),
+        ("..", [], r"--out \.\. \(/\S+/work\) is the current folder or one of its parents"),
+        (".", ["--format", "png"], r"--out \. \(/\S+/work/sub\) is the current folder or one of its parents"),
         ("../results", [], r"--out \.\./results does not end in \.tif or \.tiff: name it results\.tif"),
         ("../results", ["--format", "png"], r"results is a folder napari-p2sam did not write"),
         ("../their.tif", [], r"their\.tif was not written by napari-p2sam, so it is not replaced"),
@@ -184,6 +185,57 @@ def test_overwrite_replaces_our_png_folder_whole(work):
     assert {k: v for k, v in tree(work).items() if not k.startswith("work/masks")} == before
 
 
+# --- where OUT's folder is missing or cannot be made -------------------------------------------------
+
+
+@pytest.fixture
+def mount_tmpfs():
+    """``mount_tmpfs(folder, options)``: a tmpfs mounted on ``folder`` for this test; skips unless root may mount."""
+    mounted = []
+
+    def mount(folder: Path, options: str) -> Path:
+        folder.mkdir(exist_ok=True)
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+        if os.geteuid() != 0 or subprocess.run(command, capture_output=True, check=False).returncode != 0:
+            pytest.skip("needs root, allowed to mount a tmpfs")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_missing_output_folder_is_created_and_named(work, capsys):
+    before = tree(work)
+    assert segment(*args(work), "--out", "new/deeper/out.tif") == 0  # cwd: work/sub
+    folder = (work / "work" / "sub" / "new" / "deeper").resolve()
+    assert f"; created the folder {folder}" in capsys.readouterr().out
+    after = tree(work)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == [
+        "work/sub/new", "work/sub/new/deeper", f"work/sub/new/deeper/{LOCK}", "work/sub/new/deeper/out.tif"
+    ]
+
+
+def test_a_file_where_the_output_folder_would_be_is_refused_naming_it(work, capsys):
+    user = (work / "work").resolve()
+    before = tree(work)
+    err = refused(capsys, *args(work), "--out", "../their.tif/out.tif")
+    assert f"--out ../their.tif/out.tif: {user / 'their.tif'} is a file, not a folder; choose another --out" in err
+    err = refused(capsys, *args(work), "--out", "../notes.txt/a/out.tif")
+    assert f"cannot create the folder {user / 'notes.txt' / 'a'}: {user / 'notes.txt'} is a file, not a folder" in err
+    assert tree(work) == before
+
+
+def test_a_folder_that_cannot_be_created_is_named_with_the_cause(work, capsys, mount_tmpfs):
+    disk = mount_tmpfs(work / "work" / "read-only", "ro,size=64k")
+    before = tree(work)
+    err = refused(capsys, *args(work), "--out", disk / "new" / "out.tif")
+    assert f"cannot create the folder {disk.resolve() / 'new'} (read-only file system) to write out.tif in" in err
+    assert tree(work) == before
+
+
 # --- runs that overlap or fail ----------------------------------------------------------------------
 
 
@@ -236,9 +288,40 @@ def test_a_run_that_fails_while_writing_keeps_the_previous_output(work, capsys, 
         return save(self, fp, *a, **k)
 
     monkeypatch.setattr(Image.Image, "save", save_until_the_disk_is_full)
-    assert "No space left on device" in refused(capsys, *args(work, "--format", "png", "--overwrite"), "--out", out)
+    err = refused(capsys, *args(work, "--format", "png", "--overwrite"), "--out", out)
+    assert f"cannot write {out.resolve()} (no space left on device): free some disk space" in err
+    assert "masks is unchanged" in err and "Errno" not in err
     assert len(calls) == 3
     assert tree(work) == before
+
+
+def fill(disk: Path) -> None:
+    """Write ``disk/filler`` until the disk is full."""
+    with open(disk / "filler", "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(bytes(4096))
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+def test_a_full_disk_names_the_real_path_in_words(work, capsys, mount_tmpfs):
+    """A 64 KiB disk, filled up after a first output; --out reaches it through a symbolic link to its folder."""
+    disk = mount_tmpfs(work / "disk", "size=64k")
+    (work / "work" / "to-disk").symlink_to(disk)
+    out = work / "work" / "to-disk" / "out.tif"
+    assert segment(*args(work), "--out", out) == 0
+    fill(disk)
+    before = tree(work)
+    err = refused(capsys, *args(work, "--overwrite"), "--out", out)
+    assert f"cannot write {disk.resolve() / 'out.tif'} (no space left on device): free some disk space, or write " \
+           "it to another disk; out.tif is unchanged" in err
+    assert tree(work) == before
+    err = refused(capsys, *args(work), "--out", out.with_name("new.tif"))
+    assert f"cannot write {disk.resolve() / 'new.tif'} (no space left on device)" in err
+    assert "nothing was written" in err
+    after = tree(work)
+    assert after.pop("disk/.new.tif.napari-p2sam.lock") and after == before
 
 
 # --- napari's writers share these rules ------------------------------------------------------------

@@ -351,6 +351,52 @@ def write_numbered_video(path, count: int, codec: str, container_format: str | N
         container.mux(stream.encode())
 
 
+
+def write_video_changing_size(path) -> None:
+    """An MPEG-4 AVI whose frames 0–3 are 48×64 and frames 4–7 are 60×80 (one stream, two encoders).
+
+    Each frame is a gradient moved by 2 px, so that only frames 0 and 4 are key frames.
+    """
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for part, (height, width) in enumerate(((48, 64), (60, 80))):
+            encoder = av.CodecContext.create("mpeg4", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+            encoder.time_base = Fraction(1, 10)
+            frames = []
+            for i in range(4):
+                row = (np.arange(width) * 3 + i * 2).astype(np.uint8)
+                pixels = np.ascontiguousarray(np.broadcast_to(row[:, None], (height, width, 3)))
+                frames.append(av.VideoFrame.from_ndarray(pixels, format="rgb24"))
+                frames[-1].pts = 4 * part + i
+            for frame in [*frames, None]:  # None: the encoder's last packets
+                for packet in encoder.encode(frame):
+                    packet.stream = stream
+                    container.mux(packet)
+
+
+SIZE_CHANGE = (
+    r"clip\.avi: its frames are not all one size: frames 0–3 are 48×64 and frames 4–7 are 60×80 \(height×width\); "
+    "P²SAM needs one size: split the video where its size changes, or resize it to one size"
+)
+
+
+def test_a_video_that_changes_size_says_which_frames_have_which_size(tmp_path):
+    write_video_changing_size(tmp_path / "clip.avi")
+    source = open_source(tmp_path / "clip.avi")
+    assert (len(source), source.frame_shape) == (8, (48, 64))  # the stream's header: its first size
+    assert [source.read(i).shape for i in range(4)] == [(48, 64, 3)] * 4
+    with pytest.raises(SourceError, match=SIZE_CHANGE):
+        source.read(4)
+    source.close()
+    with pytest.raises(SourceError, match=SIZE_CHANGE):
+        open_source(tmp_path / "clip.avi").read(6)  # read first, out of order
+
 @pytest.mark.parametrize(
     "name, codec, container_format",
     [

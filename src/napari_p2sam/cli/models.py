@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..io.paths import in_words
 from ..models.checksums import remembered_sha256, sha256_of
 from ..models.download import (
     CACHE_ENV,
@@ -25,7 +26,6 @@ from ..models.download import (
     ModelFileError,
     ModelNotDownloadedError,
     download,
-    in_words,
     model_path,
     models_dir,
     partial_path,

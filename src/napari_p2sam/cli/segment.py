@@ -226,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         cache=cache, limits=pixels.limits, channel=pixels.channel, progress=bar.show, max_objects=None,
     )
     dtype = output_dtype(propagation, args.format)
+    folder = out.parent.resolve()
+    created = "" if folder.is_dir() else f"; created the folder {folder}"
     try:
         with locked(out, lambda: check_out(args)):
             written = write_output(
@@ -237,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     reused = f", {cache.stats.hits} from the cache" if cache else ""
     print(
         f"wrote {out} ({written} frame(s), label(s) {', '.join(map(str, objects))}); "
-        f"encoded {propagation.encoded} frame(s){reused}"
+        f"encoded {propagation.encoded} frame(s){reused}{created}"
     )
     return 0
 

@@ -120,6 +120,7 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
     for index, labels in items:
         labels = np.asarray(labels)
         if labels.shape != shape:
+            source.read(index)  # a source whose frames change size (a video) says so, naming which frames
             raise ReferenceError(
                 f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
                 f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"

@@ -14,6 +14,7 @@ with one intensity mapping shared by the whole stack (:func:`stack_limits`).
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
@@ -425,8 +426,41 @@ class VideoFrames(FrameSource):
             raise SourceError(f"frame {index} of {self.path} cannot be decoded ({err})") from None
         if frame is None:
             raise SourceError(f"frame {index} of {self.path} cannot be decoded: the video ends early")
+        if (frame.height, frame.width) != self.frame_shape:
+            raise SourceError(self._size_change(index, (frame.height, frame.width)))
         self._next = index + 1
         return frame.to_ndarray(format="rgb24")
+
+    def _size_change(self, index: int, size: tuple[int, int]) -> str:
+        """What to say when frame ``index`` is ``size`` instead of ``frame_shape``: which frames have which size."""
+        runs = self._size_runs()
+        if len(runs) > 1:
+            sizes = " and ".join(f"{frames_words(first, last)} {size[0]}×{size[1]}" for first, last, size in runs)
+        else:
+            height, width = self.frame_shape
+            sizes = f"frame {index} is {size[0]}×{size[1]} but the video says its frames are {height}×{width}"
+        return (
+            f"{self.path}: its frames are not all one size: {sizes} (height×width); P²SAM needs one size: split the "
+            "video where its size changes, or resize it to one size"
+        )
+
+    def _size_runs(self) -> list[tuple[int, int, tuple[int, int]]]:
+        """``(first, last, (H, W))`` of each run of frames of one size, found by decoding the key frames only.
+
+        A video changes size at a key frame (it starts anew there), so this is cheap and exact.
+        """
+        import av
+
+        starts = []
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.skip_frame = "NONKEY"
+            for frame in container.decode(stream):
+                size = (frame.height, frame.width)
+                if frame.pts is not None and (not starts or size != starts[-1][1]):
+                    starts.append((bisect.bisect_left(self.timestamps, frame.pts), size))
+        lasts = [first - 1 for first, _ in starts[1:]] + [len(self) - 1]
+        return [(first, last, size) for (first, size), last in zip(starts, lasts)]
 
     def _decode_to(self, pts: int):
         """The next decoded frame whose timestamp is ``pts``; None if decoding passes ``pts`` or ends first."""
@@ -454,6 +488,11 @@ class VideoFrames(FrameSource):
         if self._container is not None:
             self._container.close()
         self._container = self._frames = self._next = None
+
+
+def frames_words(first: int, last: int) -> str:
+    """``frame 4 is`` or ``frames 4–7 are``."""
+    return f"frame {first} is" if first == last else f"frames {first}–{last} are"
 
 
 def open_source(

@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -25,8 +26,10 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from .images import TIFF_SUFFIXES
 from .label_files import delete_ours, not_ours
+from .paths import in_words
 
 PARTIAL_SUFFIX = ".napari-p2sam-partial"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
 
 
@@ -46,7 +49,8 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path])
         if relation:
             raise OutputError(f"--out {out} {relation} the {what} {path}; choose another --out")
     if Path.cwd().resolve().is_relative_to(target):
-        raise OutputError(f"--out {out} is the current folder or one of its parents; choose another --out")
+        raise OutputError(f"--out {out} ({target}) is the current folder or one of its parents; choose another --out")
+    check_folder(out)
     suffix = out.suffix.lower()
     if fmt == "tif" and suffix not in TIFF_SUFFIXES:
         raise OutputError(
@@ -58,6 +62,18 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path])
         if not overwrite:
             raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
         check_replaceable(out)
+
+
+def check_folder(out: Path) -> None:
+    """Raise :class:`OutputError` if a file stands where the folder of ``out``, or one above it, would be.
+
+    A missing folder is created when the run writes (:func:`locked`), as ``mkdir -p`` would.
+    """
+    folder = out.parent.resolve()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        blocked = "" if existing == folder else f"cannot create the folder {folder}: "
+        raise OutputError(f"--out {out}: {blocked}{existing} is a file, not a folder; choose another --out")
 
 
 def overlap(target: Path, kept: Path) -> str | None:
@@ -92,7 +108,11 @@ def locked(out: Path, check: Callable[[], None]) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     check()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        folder = out.parent.resolve()
+        raise OutputError(f"cannot create the folder {folder} ({in_words(err)}) to write {out.name} in") from None
     lock = FileLock(out.with_name(f".{out.name}.napari-p2sam.lock"))
     try:
         lock.acquire(timeout=0)
@@ -113,13 +133,19 @@ def write_output(out: Path, write: Callable[[Path], T]) -> T:
     """``write(temporary)`` beside ``out``, then rename it to ``out``, replacing what is there; returns its result.
 
     Call it holding :func:`locked`, after checking that ``out`` may be replaced.
-    If ``write`` fails, its temporary is removed and ``out`` is untouched.
+    If ``write`` fails, its temporary is removed and ``out`` is untouched; a
+    full disk (or quota) is said in words, naming the resolved ``out``.
     """
     temporary = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
     try:
         result = write(temporary)
-    except BaseException:
+    except BaseException as err:
         remove_partial(temporary)
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise OutputError(
+                f"cannot write {out.resolve()} ({in_words(err)}): free some disk space, or write it to another disk; "
+                f"{out.name + ' is unchanged' if out.exists() else 'nothing was written'}"
+            ) from None
         raise
     install(temporary, out)
     return result

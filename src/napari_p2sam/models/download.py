@@ -38,7 +38,7 @@ import pooch
 import requests
 from filelock import FileLock, Timeout
 
-from ..io.paths import user_path
+from ..io.paths import in_words, user_path
 from .checksums import forget_sha256, hash_into, remember_sha256, sha256_of
 from .registry import ModelInfo, model_info
 
@@ -317,11 +317,6 @@ class ResumableDownloader:
 def _continues_at(response: requests.Response, offset: int) -> bool:
     """Whether a 206 answer's ``Content-Range`` starts at ``offset``."""
     return response.headers.get("content-range", "").startswith(f"bytes {offset}-")
-
-
-def in_words(err: OSError) -> str:
-    """The cause of a failed file operation in words, e.g. 'permission denied' (not an errno)."""
-    return (err.strerror or str(err) or type(err).__name__).lower()
 
 
 def _fix(err: OSError) -> str:
