@@ -89,16 +89,22 @@ def main() -> None:
             rows.append((object_name, variant, bench(model, mask, settings, args.repeats)))
     device = choose_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"model {args.model} (random weights), device {name}, 512×512 target, k = 1..5, "
-          f"retrieval {args.retrieval}, medians of {args.repeats}\n")
-    print("| object | variant | patches | encoder s | reference s (once) | prompts s | decoder s | retrieval s "
-          "| non-encoder / encoder | chosen k |")
+    print(
+        f"model {args.model} (random weights), device {name}, 512×512 target, k = 1..5, "
+        f"retrieval {args.retrieval}, medians of {args.repeats}\n"
+    )
+    print(
+        "| object | variant | patches | encoder s | reference s (once) | prompts s | decoder s | retrieval s "
+        "| non-encoder / encoder | chosen k |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for object_name, variant, t in rows:
         rest = t["prompts"] + t["decoder"] + t["retrieval"]
-        print(f"| {object_name} | {variant} | {t['object_patches']} | {t['encoder']:.3f} | {t['reference']:.3f} | "
-              f"{t['prompts']:.3f} | {t['decoder']:.3f} | {t['retrieval']:.3f} | {100 * rest / t['encoder']:.1f}% "
-              f"| {t['chosen_k']} |")
+        print(
+            f"| {object_name} | {variant} | {t['object_patches']} | {t['encoder']:.3f} | {t['reference']:.3f} | "
+            f"{t['prompts']:.3f} | {t['decoder']:.3f} | {t['retrieval']:.3f} | {100 * rest / t['encoder']:.1f}% "
+            f"| {t['chosen_k']} |"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = peak_gpu_mb(device)
     print(f"\npeak resident memory {rss:.0f} MiB" + (f", peak GPU memory {gpu:.0f} MiB" if gpu else ""))

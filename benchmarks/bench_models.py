@@ -94,18 +94,20 @@ def main() -> None:
     x = torch.randn(1, 3, 1024, 1024, device=args.device)
 
     print(f"machine: {machine(args.device)}; retrieval {args.retrieval}\n")
-    print("| model | encoder s / 1024² input | s / 512² frame | of which encode | prompts | decode | retrieval "
-          "| frames / s | reps |")
+    print(
+        "| model | encoder s / 1024² input | s / 512² frame | of which encode | prompts | decode | retrieval "
+        "| frames / s | reps |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         reps = args.reps_vit_h if name == "vit_h" else args.reps
         model = random_model(name, args.device)
         with torch.inference_mode():
-            encoder = median_seconds(lambda: model.sam.image_encoder(x), reps, sync)["total"]
+            encoder = median_seconds(lambda: model.sam.image_encoder(x), reps, sync)["total"]  # noqa: B023, F821 (timed at once)
         p2sam = P2SAM(model, preset="photos")
         p2sam.update_settings(retrieval=args.retrieval)
         p2sam.set_reference(reference, mask)
-        frame = median_seconds(lambda: p2sam.segment(target), reps, sync)
+        frame = median_seconds(lambda: p2sam.segment(target), reps, sync)  # noqa: B023, F821 (timed at once)
         parts = " | ".join(f"{frame[key]:.2f}" for key in ("encoder", "prompts", "decoder", "retrieval"))
         total = frame["total"]
         print(f"| {name} | {encoder:.2f} | {total:.2f} | {parts} | {1 / total:.2f} | {reps} |", flush=True)

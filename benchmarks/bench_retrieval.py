@@ -18,7 +18,7 @@ import statistics
 from dataclasses import replace
 
 import numpy as np
-from skimage import data, filters, measure, transform
+from skimage import data, filters, transform
 
 from napari_p2sam import P2SAM, Settings, load_model
 from napari_p2sam.engine.segment import segment_embedding
@@ -57,7 +57,9 @@ def targets(image: np.ndarray, rng: np.random.Generator):
         yield (255 * (as_float / 255) ** gamma).astype(np.uint8)
     yield np.clip(as_float * 0.8 + 30, 0, 255).astype(np.uint8)
     yield (transform.rotate(image, 12, preserve_range=True, mode="reflect")).astype(np.uint8)
-    yield (transform.rescale(image, 0.7, preserve_range=True, channel_axis=-1 if image.ndim == 3 else None)).astype(np.uint8)
+    yield (transform.rescale(image, 0.7, preserve_range=True, channel_axis=-1 if image.ndim == 3 else None)).astype(
+        np.uint8
+    )
 
 
 def main() -> None:
@@ -89,14 +91,18 @@ def main() -> None:
                 estimate = segment_embedding(model, exact.reference, embedding, sampled)
                 agree[n] += estimate.k == truth.k
                 seconds[n].append(estimate.timings["retrieval"])
-    print(f"{frames} frames from {len(args.photos)} photos, objects of {min(sizes)}–{max(sizes)} patches, "
-          f"variant {args.variant}, k = 1..5\n")
+    print(
+        f"{frames} frames from {len(args.photos)} photos, objects of {min(sizes)}–{max(sizes)} patches, "
+        f"variant {args.variant}, k = 1..5\n"
+    )
     print("| retrieval | same k as exact | retrieval s / frame (median) |")
     print("|---|---|---|")
     print(f"| exact EMD | — | {statistics.median(exact_seconds):.3f} |")
     for n in args.patches:
-        print(f"| sampled, ≤{n} patches/side | {agree[n]}/{frames} ({100 * agree[n] / frames:.1f}%) "
-              f"| {statistics.median(seconds[n]):.3f} |")
+        print(
+            f"| sampled, ≤{n} patches/side | {agree[n]}/{frames} ({100 * agree[n] / frames:.1f}%) "
+            f"| {statistics.median(seconds[n]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

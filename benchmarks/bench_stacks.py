@@ -88,7 +88,9 @@ def frame_seconds(model, frames, references, settings, cache: TimedCache) -> tup
     """Seconds of each segmented (not painted) frame, of its embedding step, and the frames encoded."""
     stamps: list[float] = []
     cache.seconds = []
-    run = propagate(model, frames, references, settings, cache=cache, progress=lambda p: stamps.append(time.perf_counter()))
+    run = propagate(
+        model, frames, references, settings, cache=cache, progress=lambda p: stamps.append(time.perf_counter())
+    )
     painted = [r.painted for r in run]
     # stamps[0] is taken before the reference work: frame 1's time starts when frame 0 (painted) is done
     times = [b - a for a, b, was_painted in zip(stamps[1:], stamps[2:], painted[1:]) if not was_painted]
@@ -108,19 +110,27 @@ def bench_cache(count: int, settings_name: str) -> None:
             ("rerun, other settings", "persam", *frame_seconds(model, frames, {0: mask}, other, cache)),
         ]
     first, first_embedding = statistics.median(rows[0][2]), statistics.median(rows[0][3])
-    print(f"{count} frames of 512×512 (medians over the {count - 1} segmented frames), SAM ViT-B (random weights), "
-          f"{machine()}\n")
-    print("| run | settings | s / frame | speed-up | s / frame for the embedding (encode or cache read) | speed-up "
-          "| frames encoded |")
+    print(
+        f"{count} frames of 512×512 (medians over the {count - 1} segmented frames), SAM ViT-B (random weights), "
+        f"{machine()}\n"
+    )
+    print(
+        "| run | settings | s / frame | speed-up | s / frame for the embedding (encode or cache read) | speed-up "
+        "| frames encoded |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, settings_label, times, embedding_times, encoded in rows:
         total, embedding = statistics.median(times), statistics.median(embedding_times)
-        print(f"| {name} | {settings_label} | {total:.2f} | {first / total:.1f}× | {embedding:.3f} "
-              f"| {first_embedding / embedding:.0f}× | {encoded} |")
+        print(
+            f"| {name} | {settings_label} | {total:.2f} | {first / total:.1f}× | {embedding:.3f} "
+            f"| {first_embedding / embedding:.0f}× | {encoded} |"
+        )
     encode, segment = frame_flops(model, frames, mask, settings)
-    print(f"\nArithmetic of one frame ({settings_name}): encoding {encode / 1e9:.1f} GFLOP, P²SAM on the embedding "
-          f"{segment / 1e9:.1f} GFLOP; a rerun does {segment / (encode + segment):.1%} of a first run's arithmetic, "
-          f"so at equal speed per FLOP its speed-up is {(encode + segment) / segment:.1f}×")
+    print(
+        f"\nArithmetic of one frame ({settings_name}): encoding {encode / 1e9:.1f} GFLOP, P²SAM on the embedding "
+        f"{segment / 1e9:.1f} GFLOP; a rerun does {segment / (encode + segment):.1%} of a first run's arithmetic, "
+        f"so at equal speed per FLOP its speed-up is {(encode + segment) / segment:.1f}×"
+    )
 
 
 def frame_flops(model: SamModel, frames: np.ndarray, mask: np.ndarray, settings: Settings) -> tuple[float, float]:
@@ -164,22 +174,30 @@ def bench_verify(reads: int) -> None:
             start = time.perf_counter()
             entry_checksum(record, features)
             checksum.append(time.perf_counter() - start)
-    ms = {name: statistics.median(times) * 1e3 for name, times in (("verified", verified), ("plain", plain),
-                                                                    ("checksum", checksum))}
-    print(f"one 512×512 frame, SAM ViT-B (random weights), features {tuple(features.shape)} float32 "
-          f"({features.nbytes / 2**20:.0f} MiB), medians of {reads} reads, {machine()}\n")
+    ms = {
+        name: statistics.median(times) * 1e3
+        for name, times in (("verified", verified), ("plain", plain), ("checksum", checksum))
+    }
+    print(
+        f"one 512×512 frame, SAM ViT-B (random weights), features {tuple(features.shape)} float32 "
+        f"({features.nbytes / 2**20:.0f} MiB), medians of {reads} reads, {machine()}\n"
+    )
     print(f"encode the frame: {encode * 1e3:.0f} ms")
-    print(f"verified read (EmbeddingCache.load): {ms['verified']:.1f} ms; the same zarr read without the checksum: "
-          f"{ms['plain']:.1f} ms; the checksum alone: {ms['checksum']:.1f} ms")
-    print(f"the checksum adds {ms['checksum'] / ms['plain']:.0%} to a read and is {ms['checksum'] / (encode * 1e3):.3%} "
-          "of encoding the frame")
+    print(
+        f"verified read (EmbeddingCache.load): {ms['verified']:.1f} ms; the same zarr read without the checksum: "
+        f"{ms['plain']:.1f} ms; the checksum alone: {ms['checksum']:.1f} ms"
+    )
+    print(
+        f"the checksum adds {ms['checksum'] / ms['plain']:.0%} to a read and is {ms['checksum'] / (encode * 1e3):.3%} "
+        "of encoding the frame"
+    )
 
 
 def bench_memory(counts: list[int]) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import save_tiny_sam
-
     import tifffile
+
+    from tests.conftest import save_tiny_sam
 
     print(f"napari-p2sam segment, 256×256 uint16 frames, small random SAM (256-px input), {machine()}\n")
     print("| frames | peak RSS (MiB) | wall (s) |")
@@ -197,10 +215,22 @@ def bench_memory(counts: list[int]) -> None:
                 pages = (rng.integers(0, 4000, (256, 256), dtype=np.uint16) for _ in range(count))
                 tiff.write(pages, shape=(count, 256, 256), dtype=np.uint16, photometric="minisblack")
             command = [
-                sys.executable, "-c", "import sys; from napari_p2sam.cli import main; sys.exit(main())", "segment",
-                str(folder / f"stack{count}.tif"), "--checkpoint", str(checkpoint), "--reference-mask",
-                str(folder / "mask.tif"), "--out", str(folder / f"out{count}.tif"), "--cache", str(folder / "cache"),
-                "--method", "persam", "--quiet",
+                sys.executable,
+                "-c",
+                "import sys; from napari_p2sam.cli import main; sys.exit(main())",
+                "segment",
+                str(folder / f"stack{count}.tif"),
+                "--checkpoint",
+                str(checkpoint),
+                "--reference-mask",
+                str(folder / "mask.tif"),
+                "--out",
+                str(folder / f"out{count}.tif"),
+                "--cache",
+                str(folder / "cache"),
+                "--method",
+                "persam",
+                "--quiet",
             ]
             start = time.perf_counter()
             pid = os.spawnv(os.P_NOWAIT, sys.executable, command)

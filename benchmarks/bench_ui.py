@@ -170,5 +170,6 @@ def main() -> None:
     print(f"  event-loop stall, from the first frame to the end of the run: {describe(result['frames_arriving'])}")
     print(f"  event-loop stall after the run (same layers, napari alone):   {describe(result['after'])}")
 
+
 if __name__ == "__main__":
     main()

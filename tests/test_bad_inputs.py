@@ -209,11 +209,24 @@ def test_the_cli_refuses_an_image_given_as_the_mask_and_names_the_option(tmp_pat
 
     tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 64, 64), np.uint8))
     Image.fromarray(image_given_as_mask()).save(tmp_path / "photo.png")
-    command = [sys.executable, "-m", "napari_p2sam", "segment", str(tmp_path / "movie.tif"), "--checkpoint",
-               str(small_checkpoint), "--reference-mask", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.tif")]
+    command = [
+        sys.executable,
+        "-m",
+        "napari_p2sam",
+        "segment",
+        str(tmp_path / "movie.tif"),
+        "--checkpoint",
+        str(small_checkpoint),
+        "--reference-mask",
+        str(tmp_path / "photo.png"),
+        "--out",
+        str(tmp_path / "out.tif"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert done.returncode != 0 and "holds 255 objects" in done.stderr and "--max-objects 255" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out.tif").exists()
+
+
 def test_infinite_pixels_become_zero_without_numpy_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -240,7 +253,9 @@ NOTHING = ": SAM sees nothing in it, so masks found with it mean nothing"
     ],
     ids=["constant", "all-nan"],
 )
-def test_a_blank_frame_is_warned_once_in_our_words(small_model, fresh_references, dtype, reference_value, target_value, words):
+def test_a_blank_frame_is_warned_once_in_our_words(
+    small_model, fresh_references, dtype, reference_value, target_value, words
+):
     stack = np.random.default_rng(1).integers(0, 255, (5, 48, 48)).astype(dtype)
     stack[0], stack[2] = reference_value, target_value
     paint = np.zeros(stack.shape, np.uint8)

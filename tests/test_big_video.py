@@ -20,7 +20,10 @@ def test_a_video_larger_than_the_memory_cap_opens_and_runs(small_checkpoint, tmp
     env = {**os.environ, "NAPARI_CONFIG": str(tmp_path / "napari-settings.yaml")}
     done = subprocess.run(
         [sys.executable, str(SESSION), str(tmp_path), str(small_checkpoint)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.splitlines()[-1])

@@ -54,16 +54,30 @@ def test_tiff_stack_with_a_2d_mask(small_checkpoint, small_model, stack, mask, t
     tifffile.imwrite(tmp_path / "stack.tif", stack)
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.tif"
-    code = segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask", tmp_path / "mask.png",
-                   "--reference-frame", 2, "--out", out, *FAST)
+    code = segment(
+        tmp_path / "stack.tif",
+        "--checkpoint",
+        small_checkpoint,
+        "--reference-mask",
+        tmp_path / "mask.png",
+        "--reference-frame",
+        2,
+        "--out",
+        out,
+        *FAST,
+    )
     assert code == 0
     labels = tifffile.imread(out)
     assert labels.shape == (5, 48, 64) and labels.dtype == np.uint32  # 32-bit: napari opens it as labels
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, {2: mask}))
     np.testing.assert_array_equal(labels[2], mask)  # the painted frame keeps its paint (value 255)
     assert "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tif.napari-p2sam.lock", "mask.png", "out.tif",
-                                                          "stack.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.tif.napari-p2sam.lock",
+        "mask.png",
+        "out.tif",
+        "stack.tif",
+    ]
 
 
 def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, small_model, stack, tmp_path):
@@ -74,8 +88,19 @@ def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, 
     references[4, 25:45, 30:60] = 7
     tifffile.imwrite(tmp_path / "labels.tif", references)
     out = tmp_path / "out.tif"
-    assert segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask",
-                   tmp_path / "labels.tif", "--out", out, *FAST) == 0
+    assert (
+        segment(
+            tmp_path / "stack.tif",
+            "--checkpoint",
+            small_checkpoint,
+            "--reference-mask",
+            tmp_path / "labels.tif",
+            "--out",
+            out,
+            *FAST,
+        )
+        == 0
+    )
     labels = tifffile.imread(out)
     assert labels.dtype == np.uint32  # the uint16 labels' values, in 32 bits
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, references))
@@ -91,8 +116,19 @@ def test_plain_3_frame_uint8_stacks_keep_every_painted_frame(small_checkpoint, s
     tifffile.imwrite(tmp_path / "stack.tif", stack)  # both stored as one planar RGB image by tifffile
     tifffile.imwrite(tmp_path / "labels.tif", references)
     out = tmp_path / "out.tif"
-    assert segment(tmp_path / "stack.tif", "--checkpoint", small_checkpoint, "--reference-mask",
-                   tmp_path / "labels.tif", "--out", out, *FAST) == 0
+    assert (
+        segment(
+            tmp_path / "stack.tif",
+            "--checkpoint",
+            small_checkpoint,
+            "--reference-mask",
+            tmp_path / "labels.tif",
+            "--out",
+            out,
+            *FAST,
+        )
+        == 0
+    )
     labels = tifffile.imread(out)
     assert labels.shape == (3, 48, 64)
     np.testing.assert_array_equal(labels[[0, 2]], references[[0, 2]])  # frame 2's paint is kept
@@ -100,8 +136,21 @@ def test_plain_3_frame_uint8_stacks_keep_every_painted_frame(small_checkpoint, s
 
     Image.fromarray(references[0]).save(tmp_path / "mask.png")
     colour = tmp_path / "colour.tif"  # --axes CYX: the file is one planar colour image
-    assert segment(tmp_path / "stack.tif", "--axes", "CYX", "--checkpoint", small_checkpoint, "--reference-mask",
-                   tmp_path / "mask.png", "--out", colour, *FAST) == 0
+    assert (
+        segment(
+            tmp_path / "stack.tif",
+            "--axes",
+            "CYX",
+            "--checkpoint",
+            small_checkpoint,
+            "--reference-mask",
+            tmp_path / "mask.png",
+            "--out",
+            colour,
+            *FAST,
+        )
+        == 0
+    )
     np.testing.assert_array_equal(tifffile.imread(colour), references[0])
 
 
@@ -112,8 +161,23 @@ def test_folder_to_pngs_with_a_frame_range(small_checkpoint, small_model, stack,
         Image.fromarray(frame).save(folder / f"f{i}.png")
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "masks"
-    assert segment(folder, "--checkpoint", small_checkpoint, "--reference-mask", tmp_path / "mask.png",
-                   "--out", out, "--format", "png", "--frames", "1:4", *FAST) == 0
+    assert (
+        segment(
+            folder,
+            "--checkpoint",
+            small_checkpoint,
+            "--reference-mask",
+            tmp_path / "mask.png",
+            "--out",
+            out,
+            "--format",
+            "png",
+            "--frames",
+            "1:4",
+            *FAST,
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == [".napari-p2sam.json", "00001.png", "00002.png", "00003.png"]
     expected = expected_labels(small_model, stack, {0: mask})
     for i in (1, 2, 3):
@@ -126,12 +190,21 @@ def test_video_input_and_cache_reuse(small_checkpoint, tmp_path, capsys):
     mask = np.zeros((32, 48), np.uint8)
     mask[5:25, 10:30] = 1
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    common = [tmp_path / "clip.avi", "--checkpoint", small_checkpoint, "--reference-mask", tmp_path / "mask.png",
-              "--cache", tmp_path / "cache", *FAST]
+    common = [
+        tmp_path / "clip.avi",
+        "--checkpoint",
+        small_checkpoint,
+        "--reference-mask",
+        tmp_path / "mask.png",
+        "--cache",
+        tmp_path / "cache",
+        *FAST,
+    ]
     assert segment(*common, "--out", tmp_path / "a.tif") == 0
     assert "encoded 4 frame(s), 0 from the cache" in capsys.readouterr().out
-    assert segment(*common, "--out", tmp_path / "b.tif", "--variant", "medical", "--method", "p2sam",
-                   "--parts", 1, 2) == 0
+    assert (
+        segment(*common, "--out", tmp_path / "b.tif", "--variant", "medical", "--method", "p2sam", "--parts", 1, 2) == 0
+    )
     assert "encoded 0 frame(s), 4 from the cache" in capsys.readouterr().out
     assert tifffile.imread(tmp_path / "a.tif").shape == (4, 32, 48)
 
@@ -140,8 +213,22 @@ def test_uint16_stack_with_user_limits(small_checkpoint, small_model, mask, tmp_
     raw = np.random.default_rng(2).uniform(0, 4000, (3, 48, 64)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    assert segment(tmp_path / "raw.tif", "--checkpoint", small_checkpoint, "--reference-mask", tmp_path / "mask.png",
-                   "--out", tmp_path / "out.tif", "--limits", 500, 3000, *FAST) == 0
+    assert (
+        segment(
+            tmp_path / "raw.tif",
+            "--checkpoint",
+            small_checkpoint,
+            "--reference-mask",
+            tmp_path / "mask.png",
+            "--out",
+            tmp_path / "out.tif",
+            "--limits",
+            500,
+            3000,
+            *FAST,
+        )
+        == 0
+    )
     expected = np.stack(
         [r.labels for r in propagate(small_model, raw, {0: mask}, Settings(method="persam"), limits=(500, 3000))]
     )
@@ -161,10 +248,25 @@ def test_killed_run_resumes_with_identical_output(small_checkpoint, small_model,
     Image.fromarray(mask).save(tmp_path / "mask.png")
     cache, out = tmp_path / "cache", tmp_path / "out.tif"
     command = [
-        sys.executable, "-c", "import sys; from napari_p2sam.cli import main; sys.exit(main())",
-        "segment", str(tmp_path / "stack.tif"), "--checkpoint", str(small_checkpoint), "--reference-mask",
-        str(tmp_path / "mask.png"), "--out", str(out), "--cache", str(cache), "--quiet",
-        "--variant", "medical", "--parts", "1", "2",
+        sys.executable,
+        "-c",
+        "import sys; from napari_p2sam.cli import main; sys.exit(main())",
+        "segment",
+        str(tmp_path / "stack.tif"),
+        "--checkpoint",
+        str(small_checkpoint),
+        "--reference-mask",
+        str(tmp_path / "mask.png"),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--quiet",
+        "--variant",
+        "medical",
+        "--parts",
+        "1",
+        "2",
     ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -180,8 +282,13 @@ def test_killed_run_resumes_with_identical_output(small_checkpoint, small_model,
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"encoded {8 - kept} frame(s), {kept} from the cache" in again.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tif.napari-p2sam.lock", "cache", "mask.png",
-                                                          "out.tif", "stack.tif"]  # the killed run's partial is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.tif.napari-p2sam.lock",
+        "cache",
+        "mask.png",
+        "out.tif",
+        "stack.tif",
+    ]  # the killed run's partial is gone
     uninterrupted = expected_labels(small_model, frames, {0: mask}, Settings(variant="medical", parts=(1, 2)))
     np.testing.assert_array_equal(tifffile.imread(out), uninterrupted)
 
@@ -239,16 +346,35 @@ def test_existing_output_is_never_overwritten(checkpoint, inputs, capsys):
 )
 def test_bad_options(checkpoint, inputs, capsys, extra, message):
     extra = [inputs / e if e == "stack.tif" else e for e in extra]
-    err = fails(capsys, inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
-                "--out", inputs / "out.tif", *extra, *FAST)
+    err = fails(
+        capsys,
+        inputs / "stack.tif",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "mask.png",
+        "--out",
+        inputs / "out.tif",
+        *extra,
+        *FAST,
+    )
     assert re.search(message, err), err
     nothing_written(inputs)
 
 
 def test_reference_of_another_size(checkpoint, inputs, capsys):
     Image.fromarray(np.ones((40, 64), np.uint8)).save(inputs / "small-mask.png")
-    err = fails(capsys, inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask",
-                inputs / "small-mask.png", "--out", inputs / "out.tif", *FAST)
+    err = fails(
+        capsys,
+        inputs / "stack.tif",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "small-mask.png",
+        "--out",
+        inputs / "out.tif",
+        *FAST,
+    )
     assert "the reference for frame 0 is 40×64 but the frames are 48×64" in err
     nothing_written(inputs, "small-mask.png")
 
@@ -257,16 +383,34 @@ def test_no_painted_pixel(checkpoint, inputs, capsys):
     Image.fromarray(np.zeros((48, 64), np.uint8)).save(inputs / "empty.png")
     tifffile.imwrite(inputs / "empty.tif", np.zeros((5, 48, 64), np.uint8))
     for empty in ("empty.png", "empty.tif"):
-        err = fails(capsys, inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / empty,
-                    "--out", inputs / "out.tif", *FAST)
+        err = fails(
+            capsys,
+            inputs / "stack.tif",
+            "--checkpoint",
+            checkpoint,
+            "--reference-mask",
+            inputs / empty,
+            "--out",
+            inputs / "out.tif",
+            *FAST,
+        )
         assert "no painted pixel" in err
     nothing_written(inputs, "empty.png", "empty.tif")
 
 
 def test_labels_stack_of_another_length(checkpoint, inputs, capsys):
     tifffile.imwrite(inputs / "labels.tif", np.ones((3, 48, 64), np.uint8), photometric="minisblack")
-    err = fails(capsys, inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "labels.tif",
-                "--out", inputs / "out.tif", *FAST)
+    err = fails(
+        capsys,
+        inputs / "stack.tif",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "labels.tif",
+        "--out",
+        inputs / "out.tif",
+        *FAST,
+    )
     assert "has 3 frames but" in err and "has 5" in err
     nothing_written(inputs, "labels.tif")
 
@@ -310,11 +454,19 @@ def test_video_with_no_frames(checkpoint, inputs, capsys):
         stream = container.add_stream("ffv1", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "bgr0"
         container.start_encoding()
-    err = fails(capsys, inputs / "empty.avi", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
-                "--out", inputs / "out.tif", *FAST)
+    err = fails(
+        capsys,
+        inputs / "empty.avi",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "mask.png",
+        "--out",
+        inputs / "out.tif",
+        *FAST,
+    )
     assert "empty.avi is a video with no frames" in err
     nothing_written(inputs, "empty.avi")
-
 
 
 @pytest.mark.parametrize("height, width, reference_frame", [(48, 64, 0), (60, 80, 5)])
@@ -325,24 +477,60 @@ def test_a_video_that_changes_size_gets_one_message_whichever_size_the_mask_is(
     write_video_changing_size(inputs / "clip.avi")
     Image.fromarray(np.ones((height, width), np.uint8)).save(inputs / "mask.png")
     before = tree(inputs)
-    err = fails(capsys, inputs / "clip.avi", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
-                "--reference-frame", reference_frame, "--out", inputs / "out.tif", *FAST)
+    err = fails(
+        capsys,
+        inputs / "clip.avi",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "mask.png",
+        "--reference-frame",
+        reference_frame,
+        "--out",
+        inputs / "out.tif",
+        *FAST,
+    )
     assert re.search(SIZE_CHANGE, err), err
     after = tree(inputs)
     after.pop(".out.tif.napari-p2sam.lock", None)  # left where the run failed while writing, as lock files are
     assert after == before
 
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_cache_folder(checkpoint, inputs, capsys):
     (inputs / "ro").mkdir(mode=0o500)
-    err = fails(capsys, inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
-                "--out", inputs / "out.tif", "--cache", inputs / "ro", *FAST)
+    err = fails(
+        capsys,
+        inputs / "stack.tif",
+        "--checkpoint",
+        checkpoint,
+        "--reference-mask",
+        inputs / "mask.png",
+        "--out",
+        inputs / "out.tif",
+        "--cache",
+        inputs / "ro",
+        *FAST,
+    )
     assert "cannot be written to" in err
 
 
 def test_cache_group_is_named_by_the_model(small_model, checkpoint, inputs):
-    assert segment(inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png",
-                   "--out", inputs / "out.tif", "--cache", inputs / "cache", *FAST) == 0
+    assert (
+        segment(
+            inputs / "stack.tif",
+            "--checkpoint",
+            checkpoint,
+            "--reference-mask",
+            inputs / "mask.png",
+            "--out",
+            inputs / "out.tif",
+            "--cache",
+            inputs / "cache",
+            *FAST,
+        )
+        == 0
+    )
     assert [p.name for p in (inputs / "cache").iterdir()] == [encoder_key(small_model)]
 
 

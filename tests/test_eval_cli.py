@@ -316,11 +316,11 @@ def test_csv_cells_that_would_be_formulas_are_written_as_text(tmp_path, small_ch
     )
     assert code == 0, stderr
     rows = read_csv(out / "frames.csv")
-    assert [r["frame"] for r in rows] == ["'-2+3", "-5", "'=HYPERLINK(\"http:evil\",\"open\")", "'@SUM(A1)"]
+    assert [r["frame"] for r in rows] == ["'-2+3", "-5", '\'=HYPERLINK("http:evil","open")', "'@SUM(A1)"]
     assert {r["sequence"] for r in rows} == {"'+images"}
     assert all(float(r["dice_percent"]) >= 0 and int(r["union"]) > 0 for r in rows)
     summary = [r["frame"] for r in read_csv(out / "summary.csv")]
-    assert set(summary) == {"'-2+3", "-5", "'=HYPERLINK(\"http:evil\",\"open\")", "'@SUM(A1)", "all"}
+    assert set(summary) == {"'-2+3", "-5", '\'=HYPERLINK("http:evil","open")', "'@SUM(A1)", "all"}
     for path in (images, masks):
         assert sorted(p.stem for p in path.iterdir()) == sorted(names)  # the files keep their names
 

@@ -18,7 +18,16 @@ SHAPES = [
     dict(embed_dim=32, depth=2, num_heads=2, window_size=7, global_attn_indexes=(1,), mlp_ratio=2.0),
     dict(embed_dim=48, depth=3, num_heads=3, window_size=4, global_attn_indexes=(0, 2), mlp_ratio=4.0),
     dict(embed_dim=64, depth=4, num_heads=4, window_size=14, global_attn_indexes=(1, 3), mlp_ratio=3.0),
-    dict(embed_dim=32, depth=2, num_heads=1, window_size=8, global_attn_indexes=(1,), mlp_ratio=2.0, img_size=512, patch_size=8),
+    dict(
+        embed_dim=32,
+        depth=2,
+        num_heads=1,
+        window_size=8,
+        global_attn_indexes=(1,),
+        mlp_ratio=2.0,
+        img_size=512,
+        patch_size=8,
+    ),
 ]
 
 
@@ -170,7 +179,11 @@ def test_bad_normalization_and_device(tiny_checkpoint):
 def timm_style(state: dict) -> dict:
     """The authors' fine-tune layout: timm MLP names in the encoder and a classifier head."""
     renamed = {
-        (k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2.") if k.startswith("image_encoder.") else k): v
+        (
+            k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2.")
+            if k.startswith("image_encoder.")
+            else k
+        ): v
         for k, v in state.items()
     }
     renamed["image_encoder.head.weight"] = torch.zeros(10, 32)

@@ -188,7 +188,10 @@ def test_models_command_starts_without_the_engine(tmp_path):
     )
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "NAPARI_P2SAM_CACHE": str(tmp_path)}
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NAPARI_P2SAM_CACHE": str(tmp_path)},
     )
     assert time.perf_counter() - start < 5
     assert done.returncode == 1

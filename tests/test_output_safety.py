@@ -166,8 +166,23 @@ def test_overwrite_replaces_our_tiff_and_keeps_everything_else(work, capsys):
     assert segment(*args(work), "--out", out) == 0
     assert tifffile.imread(out).shape == (5, 48, 64)
     before = tree(work)
-    assert segment(*args(work, "--overwrite", "--frames", "1:3", "--reference-mask", work / "data" / "painted.tif",
-                         "--reference-frame", 1), "--out", out) == 0
+    assert (
+        segment(
+            *args(
+                work,
+                "--overwrite",
+                "--frames",
+                "1:3",
+                "--reference-mask",
+                work / "data" / "painted.tif",
+                "--reference-frame",
+                1,
+            ),
+            "--out",
+            out,
+        )
+        == 0
+    )
     assert tifffile.imread(out).shape == (2, 48, 64)
     after = tree(work)
     changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
@@ -214,7 +229,10 @@ def test_a_missing_output_folder_is_created_and_named(work, capsys):
     after = tree(work)
     assert {name: after[name] for name in before} == before
     assert sorted(set(after) - set(before)) == [
-        "work/sub/new", "work/sub/new/deeper", f"work/sub/new/deeper/{LOCK}", "work/sub/new/deeper/out.tif"
+        "work/sub/new",
+        "work/sub/new/deeper",
+        f"work/sub/new/deeper/{LOCK}",
+        "work/sub/new/deeper/out.tif",
     ]
 
 
@@ -245,12 +263,22 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_completes(work
     frames = np.random.default_rng(4).integers(0, 255, (8, 48, 64), dtype=np.uint8)
     tifffile.imwrite(data / "long.tif", frames)
     command = [
-        sys.executable, "-c", "import sys; from napari_p2sam.cli import main; sys.exit(main())",
-        "segment", *map(str, args(work, "--variant", "medical", "--parts", 1, 2, source="long.tif")),
-        "--out", str(out), "--quiet",
+        sys.executable,
+        "-c",
+        "import sys; from napari_p2sam.cli import main; sys.exit(main())",
+        "segment",
+        *map(str, args(work, "--variant", "medical", "--parts", 1, 2, source="long.tif")),
+        "--out",
+        str(out),
+        "--quiet",
     ]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    first = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     deadline = time.monotonic() + 300
     while not writing(out) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -314,8 +342,10 @@ def test_a_full_disk_names_the_real_path_in_words(work, capsys, mount_tmpfs):
     fill(disk)
     before = tree(work)
     err = refused(capsys, *args(work, "--overwrite"), "--out", out)
-    assert f"cannot write {disk.resolve() / 'out.tif'} (no space left on device): free some disk space, or write " \
-           "it to another disk; out.tif is unchanged" in err
+    assert (
+        f"cannot write {disk.resolve() / 'out.tif'} (no space left on device): free some disk space, or write "
+        "it to another disk; out.tif is unchanged" in err
+    )
     assert tree(work) == before
     err = refused(capsys, *args(work), "--out", out.with_name("new.tif"))
     assert f"cannot write {disk.resolve() / 'new.tif'} (no space left on device)" in err

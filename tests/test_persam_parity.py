@@ -121,8 +121,19 @@ def make_perseg(root: Path, cases: list[dict]) -> Path:
 def test_eval_perseg_reproduces_official_persam(tmp_path, cases, parity_checkpoint):
     perseg_style = [case for case in cases.values() if case.get("perseg_style")]
     data, out = make_perseg(tmp_path / "data", perseg_style), tmp_path / "out"
-    args = ["eval", "perseg", data, "--checkpoint", parity_checkpoint, "--out", out, "--method", "persam",
-            "--device", "cpu"]
+    args = [
+        "eval",
+        "perseg",
+        data,
+        "--checkpoint",
+        parity_checkpoint,
+        "--out",
+        out,
+        "--method",
+        "persam",
+        "--device",
+        "cpu",
+    ]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
         assert main([str(a) for a in args]) == 0, err.getvalue()
     names = {case["name"] for case in perseg_style}

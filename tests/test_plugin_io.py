@@ -126,9 +126,7 @@ def test_napari_opens_videos_with_our_reader_unless_the_user_chose_another(make_
     assert layer.source.reader_plugin == "napari-p2sam" and type(layer.data).__module__.startswith("dask")
     np.testing.assert_array_equal(np.asarray(layer.data[3]), frames[3])
     assert plugins.extension2reader["*.avi"] == "napari"
-    assert {plugins.extension2reader[f"*{suffix}"] for suffix in VIDEO_SUFFIXES if suffix != ".avi"} == {
-        "napari-p2sam"
-    }
+    assert {plugins.extension2reader[f"*{suffix}"] for suffix in VIDEO_SUFFIXES if suffix != ".avi"} == {"napari-p2sam"}
     [kept] = viewer.open(tmp_path / "clip.avi", plugin=None)
     assert kept.source.reader_plugin == "napari" and isinstance(kept.data, np.ndarray)
 
@@ -220,8 +218,17 @@ def test_batch_outputs_reopen_in_napari_as_labels(make_napari_viewer, small_chec
     mask = np.zeros((48, 64), np.uint8)
     mask[10:30, 15:45] = 7
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    common = ["segment", str(tmp_path / "stack.tif"), "--checkpoint", str(small_checkpoint), "--reference-mask",
-              str(tmp_path / "mask.png"), "--method", "persam", "--quiet"]
+    common = [
+        "segment",
+        str(tmp_path / "stack.tif"),
+        "--checkpoint",
+        str(small_checkpoint),
+        "--reference-mask",
+        str(tmp_path / "mask.png"),
+        "--method",
+        "persam",
+        "--quiet",
+    ]
     assert main([*common, "--out", str(tmp_path / "out.tif")]) == 0
     assert main([*common, "--out", str(tmp_path / "masks"), "--format", "png"]) == 0
 

@@ -74,7 +74,9 @@ def _painted_tc():
 def test_corrections_are_references_and_replace_paint():
     image = Image(np.zeros((6, 8, 10), np.uint8))
     corrected = painted((8, 10), value=2)
-    job = build_job(image, Labels(painted((6, 8, 10), frame=0)), frame_geometry(image), corrections={0: corrected, 4: corrected})
+    job = build_job(
+        image, Labels(painted((6, 8, 10), frame=0)), frame_geometry(image), corrections={0: corrected, 4: corrected}
+    )
     assert sorted(job.references) == [0, 4]
     assert job.references[0].max() == 2
 
@@ -101,7 +103,10 @@ def test_dask_image_is_read_one_frame_at_a_time():
         (lambda image: (None, Labels(painted((4, 8, 10), 0))), "no image layer"),
         (lambda image: (image, None), "no reference labels layer"),
         (lambda image: (image, Labels(np.zeros((4, 8, 10), np.uint8), name="empty")), "nothing is painted in 'empty'"),
-        (lambda image: (image, Labels(painted((4, 9, 10), 0), name="odd")), "reference layer 'odd' has shape (4, 9, 10)"),
+        (
+            lambda image: (image, Labels(painted((4, 9, 10), 0), name="odd")),
+            "reference layer 'odd' has shape (4, 9, 10)",
+        ),
         (lambda image: (image, Labels(painted((8, 10)), name="flat")), "needs (4, 8, 10)"),
     ],
 )

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QPoint, Qt
 from matplotlib.colors import to_hex
+from qtpy.QtCore import QPoint, Qt
 from qtpy.QtGui import QColor, QPalette, QTextDocument
 
 from napari_p2sam.engine.propagate import FrameResult

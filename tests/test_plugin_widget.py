@@ -212,12 +212,18 @@ def test_run_while_running_is_refused_with_a_notification(qtbot, viewer_and_widg
     viewer, widget = viewer_and_widget
     widget.run()
     widget.run()  # while napari still builds the output layers
-    assert ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel") in notifications
+    assert (
+        "warning",
+        "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel",
+    ) in notifications
     qtbot.waitUntil(lambda: shown(widget.progress_bar), timeout=RUN_TIMEOUT_MS)  # the worker started
     widget.run()  # while the worker runs
-    assert notifications.count(
-        ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel")
-    ) == 2
+    assert (
+        notifications.count(
+            ("warning", "P²SAM is already running on 'movie P²SAM': wait for it to finish, or press Cancel")
+        )
+        == 2
+    )
     wait_for_run(qtbot, widget)
     assert len([name for name in viewer.layers if "P²SAM" in name.name]) == 2  # one output + its prompts
     assert widget.last_summary.done == FRAMES
@@ -234,11 +240,16 @@ def test_run_while_running_is_refused_with_a_notification(qtbot, viewer_and_widg
             "reference layer 'small' has shape (5, 32, 32) but image 'movie' needs (5, 64, 64)",
         ),
         (lambda viewer, widget: viewer.layers.remove("movie"), "no image layer"),
-        (lambda viewer, widget: setattr(widget.checkpoint, "value", "/no/such/model.pth"), "the model file /no/such/model.pth does not exist"),
+        (
+            lambda viewer, widget: setattr(widget.checkpoint, "value", "/no/such/model.pth"),
+            "the model file /no/such/model.pth does not exist",
+        ),
     ],
     ids=["nothing painted", "reference of another shape", "no image layer", "missing model file"],
 )
-def test_bad_inputs_are_notifications_and_nothing_is_lost(qtbot, viewer_and_widget, notifications, tiny_checkpoint, spoil, message):
+def test_bad_inputs_are_notifications_and_nothing_is_lost(
+    qtbot, viewer_and_widget, notifications, tiny_checkpoint, spoil, message
+):
     viewer, widget = viewer_and_widget
     spoil(viewer, widget)
     layers_before = [layer.name for layer in viewer.layers]
@@ -249,7 +260,9 @@ def test_bad_inputs_are_notifications_and_nothing_is_lost(qtbot, viewer_and_widg
     assert [layer.name for layer in viewer.layers] == layers_before  # no output layer made, nothing removed
 
 
-def test_wrong_model_file_fails_in_the_worker_and_run_works_again(qtbot, viewer_and_widget, notifications, tiny_checkpoint, tmp_path):
+def test_wrong_model_file_fails_in_the_worker_and_run_works_again(
+    qtbot, viewer_and_widget, notifications, tiny_checkpoint, tmp_path
+):
     viewer, widget = viewer_and_widget
     not_a_model = tmp_path / "notes.pth"
     not_a_model.write_text("these are not weights")
@@ -295,7 +308,9 @@ def test_named_model_is_downloaded_on_first_use_then_reused(qtbot, viewer_and_wi
     assert widget.last_summary.done == FRAMES and len(served_vit_t.requests_for("/mobile_sam.pt")) == 1
 
 
-def test_offline_download_is_a_notification_with_the_recipe(qtbot, viewer_and_widget, monkeypatch, tmp_path, notifications):
+def test_offline_download_is_a_notification_with_the_recipe(
+    qtbot, viewer_and_widget, monkeypatch, tmp_path, notifications
+):
     viewer, widget = viewer_and_widget
     unreachable = f"http://127.0.0.1:{closed_port()}/mobile_sam.pt"
     monkeypatch.setitem(MODELS, "vit_t", replace(MODELS["vit_t"], url=unreachable))
@@ -350,8 +365,11 @@ def test_failure_mid_run_keeps_finished_frames(qtbot, make_napari_viewer, tiny_c
         return frames[block_id[0]][None]
 
     viewer = make_napari_viewer()
-    viewer.add_image(da.map_blocks(read, chunks=((1,) * FRAMES, (SIZE,), (SIZE,)), dtype=np.uint8), name="movie",
-                     contrast_limits=(0, 255))
+    viewer.add_image(
+        da.map_blocks(read, chunks=((1,) * FRAMES, (SIZE,), (SIZE,)), dtype=np.uint8),
+        name="movie",
+        contrast_limits=(0, 255),
+    )
     viewer.add_labels(reference, name="painted")
     widget = P2SAMWidget(viewer, engine=engine)
     widget.checkpoint.value = str(tiny_checkpoint)
@@ -371,7 +389,9 @@ def slow_checkpoint(tmp_path_factory):
     return save_tiny_sam(path, embed_dim=384, depth=6, num_heads=8, window_size=14, global_attn_indexes=(5,))
 
 
-def test_cancel_ends_the_run_within_seconds_even_in_the_middle_of_a_frame(qtbot, viewer_and_widget, slow_checkpoint, tiny_checkpoint):
+def test_cancel_ends_the_run_within_seconds_even_in_the_middle_of_a_frame(
+    qtbot, viewer_and_widget, slow_checkpoint, tiny_checkpoint
+):
     import time
 
     viewer, widget = viewer_and_widget
@@ -464,8 +484,11 @@ def test_the_dock_fits_a_1280_by_720_screen_without_cut_labels(make_napari_viewe
     dock, widget = viewer.window.add_plugin_dock_widget("napari-p2sam", "One-shot segmentation")
     qtbot.wait(200)
     assert widget.native.minimumSizeHint().height() <= 720 - 100  # title and menu bars take the rest
-    cut = [label.text() for label in widget.native.findChildren(QLabel)
-           if label.isVisible() and label.text() and label.width() < label.sizeHint().width()]
+    cut = [
+        label.text()
+        for label in widget.native.findChildren(QLabel)
+        if label.isVisible() and label.text() and label.width() < label.sizeHint().width()
+    ]
     assert cut == []
 
 

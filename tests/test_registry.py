@@ -32,7 +32,12 @@ def test_entry_is_complete(name):
 
 def test_names_files_and_checksums_are_unique():
     infos = MODELS.values()
-    assert len({i.file_name for i in infos}) == len({i.sha256 for i in infos}) == len({i.url for i in infos}) == len(MODELS)
+    assert (
+        len({i.file_name for i in infos})
+        == len({i.sha256 for i in infos})
+        == len({i.url for i in infos})
+        == len(MODELS)
+    )
 
 
 def test_medsam_uses_minmax_and_the_others_sam():

@@ -209,8 +209,11 @@ def test_a_stack_cut_short_says_how_many_pages_are_there_and_goes_on_only_when_a
         for frame in stack:
             tiff.write(frame, compression=compression, photometric="minisblack", contiguous=False, metadata=None)
     cut(path, 0.5)
-    with pytest.raises(SourceError, match=r"stack\.tif is cut short: 5 of the 7 or more pages it claims are complete, "
-                                          r"page 5 on is missing; nothing was read.*--skip-unreadable"):
+    with pytest.raises(
+        SourceError,
+        match=r"stack\.tif is cut short: 5 of the 7 or more pages it claims are complete, "
+        r"page 5 on is missing; nothing was read.*--skip-unreadable",
+    ):
         open_source(path)
     source = open_source(path, skip_unreadable=True)
     assert len(source) == 5 and "5 of the 7 or more pages" in source.skipped[0][1]
@@ -259,8 +262,11 @@ def huge_header_tiff(path, side: int) -> None:
 
 def test_a_frame_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path):
     huge_header_tiff(tmp_path / "huge.tif", 400_000)  # 149 GiB: over a quarter of any test machine's memory
-    with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000 pixels of uint8 \(149\.0 GiB\), "
-                                          r"more than a quarter of this machine's .*crop or downscale"):
+    with pytest.raises(
+        SourceError,
+        match=r"huge\.tif: one frame is 400000×400000 pixels of uint8 \(149\.0 GiB\), "
+        r"more than a quarter of this machine's .*crop or downscale",
+    ):
         open_source(tmp_path / "huge.tif")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "small.png")
     with pytest.raises(SourceError, match=r"huge\.tif: one frame is 400000×400000"):
@@ -351,7 +357,6 @@ def write_numbered_video(path, count: int, codec: str, container_format: str | N
         container.mux(stream.encode())
 
 
-
 def write_video_changing_size(path) -> None:
     """An MPEG-4 AVI whose frames 0–3 are 48×64 and frames 4–7 are 60×80 (one stream, two encoders).
 
@@ -396,6 +401,7 @@ def test_a_video_that_changes_size_says_which_frames_have_which_size(tmp_path):
     source.close()
     with pytest.raises(SourceError, match=SIZE_CHANGE):
         open_source(tmp_path / "clip.avi").read(6)  # read first, out of order
+
 
 @pytest.mark.parametrize(
     "name, codec, container_format",

@@ -26,7 +26,10 @@ def command(args: list[str]) -> tuple[subprocess.CompletedProcess, float, set[st
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "napari_p2sam", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         best = min(best, time.perf_counter() - start)
         if best < SECONDS:
@@ -119,16 +122,23 @@ def test_dev_runs_from_another_folder(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "NAPARI_P2SAM_VENV": str(venv)}
 
-    done = subprocess.run([ROOT / "dev", "napari", "clip.mp4"], cwd=elsewhere, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [ROOT / "dev", "napari", "clip.mp4"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     assert f"{elsewhere}|-m pip install -q -e {ROOT}[testing]" in calls  # the project, not the current folder
     assert calls[-1] == f"{elsewhere}|-m napari_p2sam.launch clip.mp4"
 
     log.unlink()
-    done = subprocess.run([ROOT / "dev", "test", "tests/test_parity.py"], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [ROOT / "dev", "test", "tests/test_parity.py"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [f"{ROOT}|-m pytest tests/test_parity.py"]  # set up already: no pip
 

@@ -64,8 +64,12 @@ def test_loads_strictly_with_every_published_tensor(vit_t, published_shapes):
     published = {k: v for k, v in published_shapes.items() if not CLASSIFIER_KEYS.match(k)}
     assert ours == published
     dropped = sorted(set(published_shapes) - set(ours))
-    assert dropped == ["image_encoder.head.bias", "image_encoder.head.weight",
-                       "image_encoder.norm_head.bias", "image_encoder.norm_head.weight"]
+    assert dropped == [
+        "image_encoder.head.bias",
+        "image_encoder.head.weight",
+        "image_encoder.norm_head.bias",
+        "image_encoder.norm_head.weight",
+    ]
 
 
 def test_output_equals_mobilesams(vit_t):
@@ -81,9 +85,7 @@ def test_attention_bias_index_follows_the_published_offset_order():
     window = 7
     points = list(itertools.product(range(window), range(window)))
     numbers: dict[tuple[int, int], int] = {}
-    expected = [
-        numbers.setdefault((abs(a[0] - b[0]), abs(a[1] - b[1])), len(numbers)) for a in points for b in points
-    ]
+    expected = [numbers.setdefault((abs(a[0] - b[0]), abs(a[1] - b[1])), len(numbers)) for a in points for b in points]
     attention = WindowAttention(dim=8, num_heads=2, window=window)
     assert attention.bias_index.flatten().tolist() == expected
     assert attention.attention_biases.shape == (2, len(numbers))
@@ -91,8 +93,15 @@ def test_attention_bias_index_follows_the_published_offset_order():
 
 def test_a_smaller_tiny_vit_loads_and_segments(tmp_path):
     """Any TinyViT's sizes are read from its tensors, and the engine runs on it end to end."""
-    shape = TinyViTShape(embed_dims=(8, 16, 16, 32), depths=(1, 2, 1, 1), num_heads=(2, 2, 4),
-                         window_sizes=(7, 14, 7), mlp_ratio=2.0, mbconv_expand_ratio=2.0, out_chans=64)
+    shape = TinyViTShape(
+        embed_dims=(8, 16, 16, 32),
+        depths=(1, 2, 1, 1),
+        num_heads=(2, 2, 4),
+        window_sizes=(7, 14, 7),
+        mlp_ratio=2.0,
+        mbconv_expand_ratio=2.0,
+        out_chans=64,
+    )
     sam = tiny_sam(seed=2)
     torch.manual_seed(2)
     sam.image_encoder = TinyViT(shape)

@@ -29,7 +29,9 @@ def cell_masks(frame: int, size: int = TIME_LAPSE_SIZE) -> np.ndarray:
     return labels
 
 
-def time_lapse_stack(frames: int = TIME_LAPSE_FRAMES, size: int = TIME_LAPSE_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def time_lapse_stack(
+    frames: int = TIME_LAPSE_FRAMES, size: int = TIME_LAPSE_SIZE, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A (T, Y, X) uint16 time-lapse of two textured cells on a noisy background, and their true labels."""
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:size, 0:size].astype(float)

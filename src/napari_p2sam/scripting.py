@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine.objects import MAX_OBJECTS, check_object_count
-from .engine.settings import Settings, preset as named_preset
+from .engine.settings import Settings
+from .engine.settings import preset as named_preset
+from .io.paths import user_path
 from .ui.engine_process import EngineProcess
 from .ui.job import build_job, frame_geometry
-from .io.paths import user_path
 from .ui.model_choice import resolve_model
 
 if TYPE_CHECKING:
@@ -98,8 +99,13 @@ def segment_stack(
     from .engine.propagate import propagate
 
     propagation = propagate(
-        as_model(model, device), frames, references, resolve_settings(settings, preset),
-        frame_range=frame_range, cache=as_cache(cache), max_objects=max_objects,
+        as_model(model, device),
+        frames,
+        references,
+        resolve_settings(settings, preset),
+        frame_range=frame_range,
+        cache=as_cache(cache),
+        max_objects=max_objects,
     )
     height, width = propagation.source.frame_shape
     labels = np.zeros((len(propagation.source), height, width), dtype=propagation.label_dtype)
@@ -113,14 +119,14 @@ def run_layer_job(job, settings: Settings, model, device: str | None, cache):
     if not isinstance(model, (str, Path)):
         from .ui.run import run_frames
 
-        yield from run_frames(
-            job.frames, job.references, job.frame_range, settings, model, cache=as_cache(cache)
-        )
+        yield from run_frames(job.frames, job.references, job.frame_range, settings, model, cache=as_cache(cache))
         return
     choice = resolve_model(model, device=device, download_progress=True)
     folder = None if cache is None else str(user_path(cache) if isinstance(cache, (str, Path)) else cache.folder)
     with EngineProcess() as engine:
-        summary = yield from engine.run(job.frames, job.references, job.frame_range, settings, choice, cache_folder=folder)
+        summary = yield from engine.run(
+            job.frames, job.references, job.frame_range, settings, choice, cache_folder=folder
+        )
     if summary.error:
         raise RuntimeError(f"P²SAM stopped: {summary.error}")
 

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from ..engine.settings import PRESETS, Settings
-from ..io.paths import user_path
 from ..evaluation import datasets
+from ..io.paths import user_path
 from . import UserError
 
 METHODS = ("p2sam", "persam")

@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": list_models, "download": download_models, "verify": verify_models, "path": print_path}[
-        args.action
-    ](args)
+    return {"list": list_models, "download": download_models, "verify": verify_models, "path": print_path}[args.action](
+        args
+    )
 
 
 def list_models(args: argparse.Namespace) -> int:

@@ -34,8 +34,8 @@ from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
-from ..io.paths import user_path
 from ..io.outputs import check_output, locked, write_output
+from ..io.paths import user_path
 
 if TYPE_CHECKING:
     from ..engine.propagate import Progress, Propagation
@@ -65,20 +65,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limits", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to 0 and 255 (non-uint8)"
     )
     intensity.add_argument(
-        "--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), default=DEFAULT_PERCENTILES,
+        "--percentiles",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=DEFAULT_PERCENTILES,
         help="stack percentiles mapped to 0 and 255 (non-uint8; default 0.5 99.5)",
     )
     parser.add_argument(
-        "--axes", help="INPUT's dimensions in the file's order from T (or Z), Y, X, C, e.g. CYX for a planar RGB TIFF "
-        "(default: as napari shows it)"
+        "--axes",
+        help="INPUT's dimensions in the file's order from T (or Z), Y, X, C, e.g. CYX for a planar RGB TIFF "
+        "(default: as napari shows it)",
     )
     parser.add_argument(
-        "--skip-unreadable", action="store_true",
+        "--skip-unreadable",
+        action="store_true",
         help="leave out unreadable files of a folder, or the missing pages of a TIFF cut short",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--max-objects", type=int, default=MAX_OBJECTS, metavar="N",
+        "--max-objects",
+        type=int,
+        default=MAX_OBJECTS,
+        metavar="N",
         help=f"stop (or ask, in a terminal) when the mask holds more objects than N (default {MAX_OBJECTS})",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the authors' settings for a kind of data")
@@ -176,8 +185,9 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     return range(start, stop)
 
 
-def write_labels(path: Path, fmt: str, propagation: Propagation, frame_shape: tuple[int, int], count: int,
-                 dtype: np.dtype) -> int:
+def write_labels(
+    path: Path, fmt: str, propagation: Propagation, frame_shape: tuple[int, int], count: int, dtype: np.dtype
+) -> int:
     """Write each frame's labels as it arrives: one label TIFF, or one PNG per frame (``count``: the stack's frames)."""
     if fmt == "tif":
         frames = len(propagation.frame_range)
@@ -218,12 +228,22 @@ def run(args: argparse.Namespace) -> int:
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     objects = confirmed_objects(references, args.max_objects)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
-    model = load_model(args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None)
+    model = load_model(
+        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
+    )
 
     bar = ProgressBar(enabled=not args.quiet)
     propagation = propagate(
-        model, source, references, settings, frame_range=frame_range(args.frames, len(source)),
-        cache=cache, limits=pixels.limits, channel=pixels.channel, progress=bar.show, max_objects=None,
+        model,
+        source,
+        references,
+        settings,
+        frame_range=frame_range(args.frames, len(source)),
+        cache=cache,
+        limits=pixels.limits,
+        channel=pixels.channel,
+        progress=bar.show,
+        max_objects=None,
     )
     dtype = output_dtype(propagation, args.format)
     folder = out.parent.resolve()

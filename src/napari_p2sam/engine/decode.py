@@ -140,7 +140,5 @@ def cascade(
     stage2 = decoder_call(model, embedding, prompts, mask_inputs=stage1, multimask=multimask, image_pe=pe)
     stage2_masks = to_original(model, embedding, stage2).cpu().numpy()
     boxes = [mask_box(m) for m in stage2_masks]
-    stage3 = decoder_call(
-        model, embedding, prompts, mask_inputs=stage2, boxes=boxes, multimask=multimask, image_pe=pe
-    )
+    stage3 = decoder_call(model, embedding, prompts, mask_inputs=stage2, boxes=boxes, multimask=multimask, image_pe=pe)
     return CascadeResult(stage3, boxes)

@@ -10,7 +10,7 @@ widget, ``max_objects=`` in Python).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -28,9 +28,7 @@ class BlankImageWarning(UserWarning):
     """An image SAM sees as one flat colour: masks found with it mean nothing."""
 
 
-def intensity_limits(
-    values: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
-) -> tuple[float, float]:
+def intensity_limits(values: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[float, float]:
     """Return the (low, high) intensities at ``percentiles``, NaN ignored.
 
     Returns (0, 0) when no finite value exists.
@@ -43,9 +41,7 @@ def intensity_limits(
     return float(low), float(high)
 
 
-def intensity_to_uint8(
-    image: np.ndarray, limits: tuple[float, float] | None = None
-) -> np.ndarray:
+def intensity_to_uint8(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.ndarray:
     """Stretch ``image`` linearly so ``limits`` map to 0 and 255; NaN becomes 0.
 
     ``limits`` defaults to the image's own 0.5–99.5 percentiles. A constant
@@ -126,7 +122,9 @@ def warn_if_blank(image: np.ndarray, rgb: np.ndarray, name: str) -> None:
     note = blank_image_note(image, rgb)
     if note is not None:
         warnings.warn(
-            f"{name} {note}: SAM sees nothing in it, so masks found with it mean nothing", BlankImageWarning, stacklevel=3
+            f"{name} {note}: SAM sees nothing in it, so masks found with it mean nothing",
+            BlankImageWarning,
+            stacklevel=3,
         )
 
 

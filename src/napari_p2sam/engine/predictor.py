@@ -24,7 +24,8 @@ from .embeddings import ImageEmbedding, encode_image, resizer
 from .pixels import to_binary_mask, to_rgb_uint8, warn_if_blank
 from .reference import Reference, ReferenceError, build_reference, persam_patch_mask
 from .segment import Segmentation, segment_embedding
-from .settings import Settings, preset as named_preset
+from .settings import Settings
+from .settings import preset as named_preset
 
 
 def image_key(image_rgb: np.ndarray) -> str:
@@ -160,7 +161,9 @@ class P2SAM:
                 f"got {persam_mask.shape} {persam_mask.dtype}"
             )
         if not np.nan_to_num(mask.astype(np.float64)).any():
-            raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
+            raise ReferenceError(
+                "the reference mask is empty: paint the object (any non-zero value) on the reference frame"
+            )
         rgb = to_rgb_uint8(image, limits=limits)
         if embedding is None:
             warn_if_blank(image, rgb, "the reference image")

@@ -39,9 +39,7 @@ def normalize_target(embedding: ImageEmbedding) -> TargetMaps:
     return TargetMaps(normalized.reshape(channels, grid * grid), grid)
 
 
-def similarity_maps(
-    sam: Sam, prototypes: torch.Tensor, target: TargetMaps, embedding: ImageEmbedding
-) -> torch.Tensor:
+def similarity_maps(sam: Sam, prototypes: torch.Tensor, target: TargetMaps, embedding: ImageEmbedding) -> torch.Tensor:
     """Cosine maps of ``prototypes`` ``(k, C)`` at original size: ``(1, k, H, W)``."""
     sim = (prototypes @ target.normalized).reshape(1, -1, target.grid, target.grid)
     sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
@@ -88,4 +86,3 @@ def attention_bias(mean_sim: torch.Tensor, grid: int) -> torch.Tensor:
         z = (mean_sim - mean_sim.mean()) / torch.std(mean_sim)
     z = F.interpolate(z[None, None], size=(grid, grid), mode="bilinear")
     return z.sigmoid().flatten(2)[None]
-

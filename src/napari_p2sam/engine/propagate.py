@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def propagate(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_objects: int | None = MAX_OBJECTS,
-) -> "Propagation":
+) -> Propagation:
     """Segment every frame of ``frame_range`` from the painted ``references``.
 
     ``frames``: a :class:`~napari_p2sam.engine.sources.FrameSource`, a path,
@@ -154,10 +154,9 @@ def nearest_painted(index: int, painted: list[int]) -> int:
     return min(painted, key=lambda p: (abs(p - index), p))
 
 
-def combine(
-    shape: tuple[int, int], dtype: np.dtype, segmentations: Mapping[int, Segmentation]
-) -> np.ndarray:
+def combine(shape: tuple[int, int], dtype: np.dtype, segmentations: Mapping[int, Segmentation]) -> np.ndarray:
     """Paint each object's mask into one ``(H, W)`` label image; overlaps follow the module's rule."""
+
     def priority(label: int) -> tuple[float, int]:
         score = segmentations[label].score
         return (score if np.isfinite(score) else np.inf, label)

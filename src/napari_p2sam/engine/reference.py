@@ -130,7 +130,9 @@ def build_reference(
     except ImageInputError as err:
         raise ReferenceError(str(err)) from None
     if not binary.any():
-        raise ReferenceError("the reference mask is empty: paint the object (any non-zero value) on the reference frame")
+        raise ReferenceError(
+            "the reference mask is empty: paint the object (any non-zero value) on the reference frame"
+        )
     feats = embedding.features[0].permute(1, 2, 0)  # (grid, grid, C)
     grid = feats.shape[0]
     if patches is None:

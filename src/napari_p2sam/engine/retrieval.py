@@ -21,9 +21,7 @@ from .settings import RETRIEVAL_METHODS
 EMPTY_SCORE = float("inf")
 
 
-def candidate_patches(
-    logits: torch.Tensor, features: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def candidate_patches(logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Patches covered by a candidate: the ``(g, g)`` bool map, their raw features ``(N_t, C)`` and logits ``(N_t,)``.
 
     ``logits``: ``(256, 256)`` low-res logits in the padded frame, bilinearly

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import torch
 
@@ -10,7 +11,16 @@ from ..models.guidance import Guidance
 from ..models.loading import SamModel
 from .decode import Prompt, cascade, to_original
 from .embeddings import ImageEmbedding
-from .prompts import NEGATIVE, POSITIVE, attention_bias, mean_map, normalize_target, peak_xy, positive_points, similarity_maps
+from .prompts import (
+    NEGATIVE,
+    POSITIVE,
+    attention_bias,
+    mean_map,
+    normalize_target,
+    peak_xy,
+    positive_points,
+    similarity_maps,
+)
 from .reference import Reference
 from .results import Candidate, Segmentation
 from .retrieval import candidate_scores

@@ -46,7 +46,9 @@ class Settings:
             raise ValueError(f"parts must be a range MIN MAX with 1 <= MIN <= MAX, got {self.parts}")
         lo, hi = self.background_parts
         if not 0 <= lo <= hi:
-            raise ValueError(f"background_parts must be a range MIN MAX with 0 <= MIN <= MAX, got {self.background_parts}")
+            raise ValueError(
+                f"background_parts must be a range MIN MAX with 0 <= MIN <= MAX, got {self.background_parts}"
+            )
         if self.retrieval_patches < 2:
             raise ValueError("retrieval_patches must be at least 2")
 

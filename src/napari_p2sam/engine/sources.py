@@ -18,9 +18,9 @@ import bisect
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -495,9 +495,7 @@ def frames_words(first: int, last: int) -> str:
     return f"frame {first} is" if first == last else f"frames {first}–{last} are"
 
 
-def open_source(
-    frames, *, axes: str | None = None, skip_unreadable: bool = False
-) -> FrameSource:
+def open_source(frames, *, axes: str | None = None, skip_unreadable: bool = False) -> FrameSource:
     """A :class:`FrameSource` for ``frames``.
 
     ``frames``: a FrameSource (returned as is), an array-like (numpy, dask,

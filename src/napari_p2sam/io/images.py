@@ -161,4 +161,3 @@ def label_dtype(max_label: int) -> np.dtype:
         if max_label <= np.iinfo(dtype).max:
             return np.dtype(dtype)
     raise ValueError(f"label value {max_label} is too large")
-

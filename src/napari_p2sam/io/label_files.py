@@ -14,8 +14,8 @@ Only a path that :func:`not_ours` accepts may be replaced by a new output
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

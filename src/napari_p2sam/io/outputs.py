@@ -20,9 +20,10 @@ import errno
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from .images import TIFF_SUFFIXES
 from .label_files import delete_ours, not_ours

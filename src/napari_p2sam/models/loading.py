@@ -27,8 +27,8 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from .allocator import keep_freed_memory
 from ..io.paths import user_path
+from .allocator import keep_freed_memory
 from .download import download
 from .registry import MODELS, registry_name
 from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
@@ -111,9 +111,7 @@ def infer_encoder_shape(state: dict[str, torch.Tensor]) -> EncoderShape:
     patch = state["image_encoder.patch_embed.proj.weight"]
     embed_dim, _, patch_size, _ = patch.shape
     grid = state["image_encoder.pos_embed"].shape[1]
-    block_ids = sorted(
-        {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
-    )
+    block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))})
     if not block_ids:
         raise CheckpointError("no image-encoder blocks ('image_encoder.blocks.N.*')")
     depth = block_ids[-1] + 1
@@ -337,7 +335,9 @@ def load_model(
     else:
         path, identity = user_path(checkpoint), None
         if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})")
+            raise CheckpointError(
+                f"checkpoint not found: {path} (neither a file nor a model name: {', '.join(MODELS)})"
+            )
     state = read_state_dict(path)
     try:
         check_usable(state)

@@ -34,9 +34,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Client, Connection, Listener
-from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class FramesInfo:
     dtype: str
 
     @classmethod
-    def of(cls, source) -> "FramesInfo":
+    def of(cls, source) -> FramesInfo:
         return cls(source.name, len(source), tuple(source.frame_shape), source.channels, np.dtype(source.dtype).str)
 
 
@@ -101,7 +101,7 @@ class EngineProcess:
         self._start_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
-    def __enter__(self) -> "EngineProcess":
+    def __enter__(self) -> EngineProcess:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -121,9 +121,7 @@ class EngineProcess:
                 return self._connection
             self._shut_down()
             authkey = secrets.token_bytes(32)
-            process = subprocess.Popen(
-                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
+            process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self._process = process
             try:
                 process.stdin.write(authkey.hex().encode() + b"\n")
@@ -344,8 +342,14 @@ def serve(connection: Connection) -> None:
         folder = request.cache_folder
         cache = caches.setdefault(folder, EmbeddingCache(folder)) if folder else None
         run = run_reporting_errors(
-            remote_frames(request.frames, send, inbox), request.references, request.frame_range, request.settings,
-            request.model, models=models, threads=request.threads, cache=cache,
+            remote_frames(request.frames, send, inbox),
+            request.references,
+            request.frame_range,
+            request.settings,
+            request.model,
+            models=models,
+            threads=request.threads,
+            cache=cache,
             should_stop=inbox.stop.is_set,
         )
         while True:

@@ -78,7 +78,9 @@ class RunOutput:
 
     def corrections(self) -> dict[int, np.ndarray]:
         """The corrected frames' labels as they are now in the output layer."""
-        return {frame: np.array(self.labels.data[self.geometry.output_index(frame)]) for frame in sorted(self.corrected)}
+        return {
+            frame: np.array(self.labels.data[self.geometry.output_index(frame)]) for frame in sorted(self.corrected)
+        }
 
     def use_as_reference(self, frame: int) -> bool:
         """Mark ``frame`` of the output as a reference for the next run; False if nothing is painted there."""

@@ -113,15 +113,38 @@ class ScorePlot(QWidget):
             crosses += [frame for frame in outliers[label] if scores[frame] == math.inf]
             self._points += drawn + [(frame, math.inf) for frame in sorted(scores) if scores[frame] == math.inf]
         if rings:
-            axes.plot(*zip(*rings), linestyle="", marker="o", markersize=9, markerfacecolor="none",
-                      markeredgecolor=OUTLIER_COLOUR, markeredgewidth=1.5, label="stands out")
+            axes.plot(
+                *zip(*rings),
+                linestyle="",
+                marker="o",
+                markersize=9,
+                markerfacecolor="none",
+                markeredgecolor=OUTLIER_COLOUR,
+                markeredgewidth=1.5,
+                label="stands out",
+            )
         if crosses:
             top = blended_transform_factory(axes.transData, axes.transAxes)
-            axes.plot(crosses, [1.0] * len(crosses), transform=top, clip_on=False, linestyle="", marker="x",
-                      markersize=7, color=OUTLIER_COLOUR, label="empty mask")
+            axes.plot(
+                crosses,
+                [1.0] * len(crosses),
+                transform=top,
+                clip_on=False,
+                linestyle="",
+                marker="x",
+                markersize=7,
+                color=OUTLIER_COLOUR,
+                label="empty mask",
+            )
         if self._scores and not self._points:
-            axes.text(0.5, 0.5, "no scores: PerSAM does not score its masks", ha="center", va="center",
-                      transform=axes.transAxes)
+            axes.text(
+                0.5,
+                0.5,
+                "no scores: PerSAM does not score its masks",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+            )
         if self._points:
             axes.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncols=2, borderaxespad=0, frameon=False)
 

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 from weakref import WeakKeyDictionary
 
 import napari
@@ -29,12 +29,12 @@ from qtpy.QtWidgets import QComboBox, QMessageBox
 
 from ..engine.objects import TooManyObjectsError, check_object_count
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
+from ..io.paths import user_path
 from ..models.download import model_path
 from ..models.registry import MODELS
 from .engine_process import EngineProcess
 from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
 from .messages import DownloadMeter, FrameUpdate, RunSummary
-from ..io.paths import user_path
 from .model_choice import ModelChoice, resolve_model
 from .output import RunOutput, add_output_labels, add_prompt_points
 from .scores import FrameScores
@@ -104,11 +104,13 @@ class P2SAMWidget(Container):
 
         self.image = ComboBox(label="image", choices=self._layers_of(napari.layers.Image))
         self.reference = ComboBox(
-            label="reference", choices=self._layers_of(napari.layers.Labels),
+            label="reference",
+            choices=self._layers_of(napari.layers.Labels),
             tooltip="the labels layer with the object(s) painted on one or more frames (each label = one object)",
         )
         self.frame_axis = ComboBox(
-            label="frame axis", choices=self._frame_axis_choices,
+            label="frame axis",
+            choices=self._frame_axis_choices,
             tooltip="the axis holding time points or slices; other axes are read at the viewer's current position",
         )
         self.frames = range_edit("frames", 0, 0, 0, 0, "first and last frame to segment (inclusive)")
@@ -116,10 +118,14 @@ class P2SAMWidget(Container):
         self.model.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.native.setMinimumContentsLength(24)  # long model names must not widen the dock
         self.checkpoint = FileEdit(
-            label="checkpoint", mode="r", filter="*.pth *.pt", tooltip="any SAM checkpoint file (.pth), e.g. a fine-tune"
+            label="checkpoint",
+            mode="r",
+            filter="*.pth *.pt",
+            tooltip="any SAM checkpoint file (.pth), e.g. a fine-tune",
         )
         self.normalization = ComboBox(
-            label="normalisation", choices=[("SAM (mean/std)", "sam"), ("MedSAM (min-max)", "minmax")],
+            label="normalisation",
+            choices=[("SAM (mean/std)", "sam"), ("MedSAM (min-max)", "minmax")],
             tooltip="the input normalisation the model was trained with",
         )
         self.device = ComboBox(
@@ -128,7 +134,8 @@ class P2SAMWidget(Container):
         self.preset = ComboBox(label="preset", choices=list(PRESETS), value="photos")
         self.method = ComboBox(label="method", choices=list(METHODS))
         self.variant = ComboBox(
-            label="variant", choices=list(VARIANTS),
+            label="variant",
+            choices=list(VARIANTS),
             tooltip="natural: photos; medical: scans and videos (background-part negative points)",
         )
         self.parts = range_edit("parts", 1, 5, 1, 16, "part counts k tried on every frame (the best is kept)")
@@ -145,10 +152,22 @@ class P2SAMWidget(Container):
         self.status = Label(value="")
         self.extend(
             [
-                self.image, self.reference, self.frame_axis, self.frames, self.model, self.checkpoint, self.normalization,
-                self.device, self.preset, self.method, self.variant, self.parts, self.background_parts,
+                self.image,
+                self.reference,
+                self.frame_axis,
+                self.frames,
+                self.model,
+                self.checkpoint,
+                self.normalization,
+                self.device,
+                self.preset,
+                self.method,
+                self.variant,
+                self.parts,
+                self.background_parts,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
-                self.progress_bar, self.progress_text,
+                self.progress_bar,
+                self.progress_text,
                 Container(widgets=[self.use_reference_button, self.forget_button], layout="horizontal", labels=False),
                 self.status,
             ]
@@ -169,8 +188,11 @@ class P2SAMWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.use_reference_button.changed.connect(self.use_current_frame_as_reference)
         self.forget_button.changed.connect(self.forget_corrections)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                      self.viewer.layers.events.moved):
+        for event in (
+            self.viewer.layers.events.inserted,
+            self.viewer.layers.events.removed,
+            self.viewer.layers.events.moved,
+        ):
             event.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layer_removed)
         self.viewer.dims.events.current_step.connect(self._viewer_moved)
@@ -217,7 +239,9 @@ class P2SAMWidget(Container):
         shape = layer_array(layer).shape
         for axis in range(leading_axes(layer)):
             label = world_labels[offset + axis] if 0 <= offset + axis < len(world_labels) else ""
-            named = f" {label}" if label and not label.lstrip("-").isdigit() else ""  # napari's default labels are numbers
+            named = (
+                f" {label}" if label and not label.lstrip("-").isdigit() else ""
+            )  # napari's default labels are numbers
             choices.append((f"axis {axis}{named} ({shape[axis]} frames)", axis))
         return choices
 
@@ -325,7 +349,10 @@ class P2SAMWidget(Container):
                 output = None
             first, last = (box.value for box in self.frames)
             job = build_job(
-                image, reference, geometry, frame_range=(first, last + 1),
+                image,
+                reference,
+                geometry,
+                frame_range=(first, last + 1),
                 corrections=output.corrections() if output is not None else None,
             )
             settings = self.settings()
@@ -367,8 +394,11 @@ class P2SAMWidget(Container):
         except TooManyObjectsError as err:
             text = str(err)
             answer = QMessageBox.question(
-                self.native, "P²SAM: many objects", f"{text[0].upper()}{text[1:]}.\n\nSegment all {err.count} objects?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+                self.native,
+                "P²SAM: many objects",
+                f"{text[0].upper()}{text[1:]}.\n\nSegment all {err.count} objects?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
             )
             return answer == QMessageBox.StandardButton.Yes
         return True
@@ -431,8 +461,14 @@ class P2SAMWidget(Container):
     def _start(self, job, settings: Settings, model: ModelChoice) -> None:
         frames = job.frame_range
         worker = create_worker(
-            self._engine.run, job.frames, job.references, frames, settings, model,
-            cache_folder=self._cache_folder.name, should_stop=self._stop.is_set,
+            self._engine.run,
+            job.frames,
+            job.references,
+            frames,
+            settings,
+            model,
+            cache_folder=self._cache_folder.name,
+            should_stop=self._stop.is_set,
             threads=max(1, (os.cpu_count() or 2) - 1),  # leave a core to napari, so it stays smooth
             _start_thread=False,
         )
