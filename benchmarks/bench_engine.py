@@ -25,6 +25,7 @@ from PIL import Image
 from segment_anything import sam_model_registry
 
 from napari_p2sam import P2SAM, Settings
+from napari_p2sam.models.allocator import keep_freed_memory
 from napari_p2sam.models.loading import SamModel, choose_device
 
 CT = Path(__file__).resolve().parents[2] / "shared" / "cases" / "lung-ct"
@@ -74,6 +75,7 @@ def bench(model: SamModel, mask: np.ndarray, settings: Settings, repeats: int) -
 
 
 def main() -> None:
+    keep_freed_memory()  # as the command line and the widget's model process do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", choices=sorted(sam_model_registry))
     parser.add_argument("--device", default="cpu")

@@ -31,6 +31,7 @@ import torch
 from segment_anything import sam_model_registry
 
 from napari_p2sam import P2SAM, SamModel
+from napari_p2sam.models.allocator import keep_freed_memory
 from napari_p2sam.models.tiny_vit import TinyViT
 
 MODELS = ("vit_t", "vit_b", "vit_l", "vit_h")
@@ -82,6 +83,7 @@ def machine(device: str) -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the command line and the widget's model process do
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--reps", type=int, default=3, help="timed runs per measurement (default 3)")

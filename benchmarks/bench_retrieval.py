@@ -22,6 +22,7 @@ from skimage import data, filters, transform
 
 from napari_p2sam import P2SAM, Settings, load_model
 from napari_p2sam.engine.segment import segment_embedding
+from napari_p2sam.models.allocator import keep_freed_memory
 
 PHOTOS = ("coins", "astronaut", "coffee", "chelsea", "rocket", "camera", "horse", "page")
 
@@ -63,6 +64,7 @@ def targets(image: np.ndarray, rng: np.random.Generator):
 
 
 def main() -> None:
+    keep_freed_memory()  # as the command line and the widget's model process do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--device", default="cpu")

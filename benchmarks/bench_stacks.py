@@ -41,6 +41,7 @@ from napari_p2sam import SamModel, Settings, preset
 from napari_p2sam.engine.cache import EmbeddingCache, encoder_key, entry_checksum, pixel_hash
 from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.propagate import propagate
+from napari_p2sam.models.allocator import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -247,6 +248,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the command line and the widget's model process do
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
     cache = sub.add_parser("cache", help="cold vs warm cache, ViT-B, 512×512")

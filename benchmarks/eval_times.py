@@ -29,6 +29,7 @@ from segment_anything import sam_model_registry
 from napari_p2sam.engine.predictor import P2SAM
 from napari_p2sam.engine.retrieval import emd_score
 from napari_p2sam.engine.settings import PRESETS, preset
+from napari_p2sam.models.allocator import keep_freed_memory
 from napari_p2sam.models.loading import SamModel
 
 FRAME_SIZES = {"PerSeg-like 1024x768": ((768, 1024), "photos"), "CVC-like 384x288": ((288, 384), "endoscopy-video")}
@@ -95,6 +96,7 @@ def time_emd(patches: int, repeats: int = 3) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the command line and the widget's model process do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=["vit_b", "vit_l", "vit_h"], choices=["vit_b", "vit_l", "vit_h"])

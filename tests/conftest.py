@@ -157,11 +157,3 @@ def small_checkpoint(tmp_path_factory) -> Path:
 def small_model(small_checkpoint):
     """:func:`small_checkpoint` loaded on CPU."""
     return load_model(small_checkpoint, device="cpu")
-
-
-@pytest.fixture
-def fresh_references(monkeypatch):
-    """Forget the stack driver's references remembered by earlier tests (its in-process memo)."""
-    import napari_p2sam.engine.propagate as propagate_module
-
-    monkeypatch.setattr(propagate_module, "REFERENCES", propagate_module.ReferenceMemo())

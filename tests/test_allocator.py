@@ -53,3 +53,20 @@ def test_the_user_can_keep_glibcs_defaults():
 def test_a_users_own_malloc_tuning_is_left_alone():
     applied, _ = run({"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert applied == "False"
+
+
+def applied_after(code: str) -> str:
+    """Whether the setting is on after ``code`` runs in a fresh process ("None": nobody asked for it)."""
+    script = f"{code}\nfrom napari_p2sam.models import allocator\nprint(allocator._applied)"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()[-1]
+
+
+def test_loading_a_model_leaves_the_process_allocator_alone(tiny_checkpoint):
+    assert (
+        applied_after(f"from napari_p2sam import load_model; load_model({str(tiny_checkpoint)!r}, device='cpu')")
+        == "None"
+    )
+
+
+def test_the_command_line_turns_it_on_at_start():
+    assert applied_after("from napari_p2sam.cli import main; main(['models', 'path', 'vit_b'])") == "True"

@@ -253,9 +253,7 @@ NOTHING = ": SAM sees nothing in it, so masks found with it mean nothing"
     ],
     ids=["constant", "all-nan"],
 )
-def test_a_blank_frame_is_warned_once_in_our_words(
-    small_model, fresh_references, dtype, reference_value, target_value, words
-):
+def test_a_blank_frame_is_warned_once_in_our_words(small_model, dtype, reference_value, target_value, words):
     stack = np.random.default_rng(1).integers(0, 255, (5, 48, 48)).astype(dtype)
     stack[0], stack[2] = reference_value, target_value
     paint = np.zeros(stack.shape, np.uint8)

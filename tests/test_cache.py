@@ -26,9 +26,6 @@ from .test_download import read_only
 FAST = Settings(method="persam")
 
 
-pytestmark = pytest.mark.usefixtures("fresh_references")
-
-
 @pytest.fixture
 def frames():
     return np.random.default_rng(3).integers(0, 255, (4, 48, 64, 3), dtype=np.uint8)

@@ -25,9 +25,6 @@ from .test_sources import SIZE_CHANGE, write_video, write_video_changing_size
 FAST = ["--method", "persam"]
 
 
-pytestmark = pytest.mark.usefixtures("fresh_references")
-
-
 @pytest.fixture
 def stack():
     return np.random.default_rng(5).integers(0, 255, (5, 48, 64), dtype=np.uint8)

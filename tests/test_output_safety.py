@@ -29,8 +29,6 @@ from napari_p2sam.io.outputs import OutputError
 FAST = ["--method", "persam"]
 LOCK = ".out.tif.napari-p2sam.lock"
 
-pytestmark = pytest.mark.usefixtures("fresh_references")
-
 
 def tree(folder: Path) -> dict[str, str]:
     """Every file and folder below ``folder`` (hidden ones too) → sha256 of its bytes ("dir" for a folder)."""

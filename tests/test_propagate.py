@@ -16,6 +16,7 @@ from napari_p2sam.engine.cache import EmbeddingCache
 from napari_p2sam.engine.propagate import (
     Progress,
     PropagationCancelled,
+    ReferenceMemo,
     combine,
     nearest_painted,
     propagate,
@@ -25,9 +26,6 @@ from napari_p2sam.engine.sources import SourceError
 
 FAST = Settings(method="persam")
 P2 = Settings(variant="medical", parts=(1, 2), background_parts=(1, 1))
-
-
-pytestmark = pytest.mark.usefixtures("fresh_references")
 
 
 @pytest.fixture
@@ -140,13 +138,16 @@ def test_reference_work_is_done_once_per_frame_and_label(small_model, frames, mo
     references[0, 5:20, 5:25] = 1
     references[0, 25:45, 30:60] = 2
     references[4, 5:25, 5:25] = 1
-    list(propagate(small_model, frames, references, FAST))
+    memo = ReferenceMemo()  # kept by the caller, as the widget's model process keeps one
+    list(propagate(small_model, frames, references, FAST, memo=memo))
     assert sorted(built) == [300, 400, 600]  # (0, 1), (4, 1), (0, 2): three references for five targets
-    list(propagate(small_model, frames, references, Settings(method="persam", retrieval="sampled")))
+    list(propagate(small_model, frames, references, Settings(method="persam", retrieval="sampled"), memo=memo))
     assert len(built) == 3  # same references: reused across runs
     references[4, 5, 5] = 0  # repainting one frame rebuilds only its objects
-    list(propagate(small_model, frames, references, FAST))
+    list(propagate(small_model, frames, references, FAST, memo=memo))
     assert sorted(built[3:]) == [399]
+    list(propagate(small_model, frames, references, FAST))
+    assert len(built) == 7, "without a memo of the caller's, nothing is kept from run to run"
 
 
 def test_progress_reports_every_frame_and_an_eta(small_model, frames):

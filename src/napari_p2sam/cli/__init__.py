@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from ..models.allocator import keep_freed_memory
+
 COMMANDS = {
     "segment": "segment an image, stack, folder or video from painted reference frame(s)",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    keep_freed_memory()  # the model's CPU memory is reused, not page-faulted again (opt-out: models/allocator.py)
     try:
         return args.run(args)
     except (UserError, ValueError, OSError) as err:  # the engine's input, model and file errors

@@ -16,7 +16,8 @@ Rules
 - **Work done once.** Each frame is encoded once (with an
   :class:`~napari_p2sam.engine.cache.EmbeddingCache`, once per model and
   preprocessing across runs). The reference of each (painted frame, label)
-  is built once per run and kept in memory for later runs while its pixels,
+  is built once per run; with a :class:`ReferenceMemo` that the caller keeps
+  (the widget's model process does), later runs reuse it while its pixels,
   mask, model and part settings stay the same.
 - **Memory.** Only the current frame, its embedding and the references are
   held; results are yielded one frame at a time.
@@ -60,6 +61,7 @@ def propagate(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_objects: int | None = MAX_OBJECTS,
+    memo: ReferenceMemo | None = None,
 ) -> Propagation:
     """Segment every frame of ``frame_range`` from the painted ``references``.
 
@@ -73,7 +75,8 @@ def propagate(
     each frame; ``should_stop`` is checked before each frame and between
     objects (a frame stopped half-way is dropped). ``max_objects``: more
     objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
-    (None: any number).
+    (None: any number). ``memo``: references built by earlier runs, kept by
+    the caller for the next (default: none kept beyond this run).
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
@@ -91,7 +94,17 @@ def propagate(
             source.close()
         raise
     return Propagation(
-        model, source, painted, settings, frame_range, pixels, cache, progress, should_stop, close_source=opened
+        model,
+        source,
+        painted,
+        settings,
+        frame_range,
+        pixels,
+        cache,
+        progress,
+        should_stop,
+        memo if memo is not None else ReferenceMemo(),
+        close_source=opened,
     )
 
 
@@ -186,10 +199,6 @@ class ReferenceMemo:
             self._entries.popitem(last=False)
 
 
-REFERENCES = ReferenceMemo()
-"""References shared by runs in this process (a rerun after new settings or paint reuses the others)."""
-
-
 class Propagation:
     """The iterator :func:`propagate` returns.
 
@@ -208,6 +217,7 @@ class Propagation:
         cache: EmbeddingCache | None,
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
+        memo: ReferenceMemo,
         *,
         close_source: bool,
     ) -> None:
@@ -225,6 +235,7 @@ class Propagation:
         self._should_stop = should_stop or (lambda: False)
         self._close_source = close_source
         self._references: dict[tuple[int, int], Reference] = {}
+        self._memo = memo
         self._frames = self._run()
 
     def __iter__(self) -> Iterator[FrameResult]:
@@ -317,12 +328,12 @@ class Propagation:
         for label in labels:
             mask = paint == label
             key = frame_key + (hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).hexdigest(),)
-            reference = REFERENCES.get(key)
+            reference = self._memo.get(key)
             if reference is None:
                 if embedding is None:
                     embedding = self._embedding(rgb)
                 reference = self._build_reference(embedding, mask, frame, label)
-                REFERENCES.put(key, reference)
+                self._memo.put(key, reference)
             self._references[frame, label] = reference
         return {label: self._references[frame, label] for label in labels}
 

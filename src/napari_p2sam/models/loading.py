@@ -28,7 +28,6 @@ from segment_anything.modeling import (
 )
 
 from ..io.paths import user_path
-from .allocator import keep_freed_memory
 from .download import download
 from .registry import MODELS, registry_name
 from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
@@ -67,18 +66,12 @@ class SamModel:
     ``identity`` names the weights (the file's sha256), so caches keyed by it
     never mix two models. ``normalization`` is ``"sam"`` (SAM's pixel
     mean/std) or ``"minmax"`` (MedSAM's rescaling of each image to [0, 1]).
-    A model on the CPU lets the process reuse freed tensor memory
-    (``allocator.keep_freed_memory``).
     """
 
     sam: Sam
     identity: str
     normalization: str
     source: str
-
-    def __post_init__(self) -> None:
-        if self.sam.device.type == "cpu":
-            keep_freed_memory()
 
     @property
     def device(self) -> torch.device:

@@ -326,6 +326,7 @@ def ours(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
 def serve(connection: Connection) -> None:
     """The child's loop: one run after the other, until napari's process goes."""
     from ..engine.cache import EmbeddingCache
+    from ..engine.propagate import ReferenceMemo
     from .run import LoadedModels, run_reporting_errors
 
     send_lock = threading.Lock()
@@ -336,7 +337,7 @@ def serve(connection: Connection) -> None:
 
     inbox = Inbox(connection)
     send(("ready", available_devices()))
-    models, caches = LoadedModels(), {}
+    models, caches, memo = LoadedModels(), {}, ReferenceMemo()  # kept for the next runs
     while True:
         _run, request = inbox.next()
         folder = request.cache_folder
@@ -350,6 +351,7 @@ def serve(connection: Connection) -> None:
             models=models,
             threads=request.threads,
             cache=cache,
+            memo=memo,
             should_stop=inbox.stop.is_set,
         )
         while True:
@@ -365,6 +367,9 @@ def serve(connection: Connection) -> None:
 
 def main() -> None:
     """Entry of the child: read the key, listen, tell napari's side where, then serve."""
+    from ..models.allocator import keep_freed_memory
+
+    keep_freed_memory()
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     listener = Listener(authkey=authkey)
     print(listener.address, flush=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..engine.cache import EmbeddingCache
-from ..engine.propagate import Progress, propagate
+from ..engine.propagate import Progress, ReferenceMemo, propagate
 from ..engine.settings import Settings
 from ..engine.sources import FrameSource
 from ..models.loading import CheckpointError, SamModel, load_model
@@ -58,6 +58,7 @@ def run_frames(
     model: SamModel,
     *,
     cache: EmbeddingCache | None = None,
+    memo: ReferenceMemo | None = None,
     should_stop: Callable[[], bool] | None = None,
     summary: RunSummary | None = None,
 ) -> Iterator[FrameUpdate]:
@@ -65,7 +66,8 @@ def run_frames(
     (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
 
     ``references``: frame → ``(H, W)`` labels, whose object count the caller
-    has checked (or had confirmed). ``should_stop`` is checked between
+    has checked (or had confirmed). ``memo``: references kept by the caller
+    across runs. ``should_stop`` is checked between
     frames and objects: a stop keeps every frame yielded so far. Errors are
     raised.
     """
@@ -83,6 +85,7 @@ def run_frames(
         progress=lambda progress: latest.update(now=progress),
         should_stop=should_stop,
         max_objects=None,
+        memo=memo,
     )
     try:
         for result in propagation:
