@@ -264,9 +264,9 @@ def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
     return mapped
 
 
-def natural_key(name: str) -> list:
-    """Sort key putting ``img2`` before ``img10`` (digit runs compared as numbers)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: ``img2`` before ``img10``."""
+    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", name)))
 
 
 class FolderFrames(FrameSource):
