@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..engine.settings import PRESETS, Settings
+from ..engine.settings import METHODS, PRESETS, Settings
 from ..evaluation import datasets
 from ..io.paths import user_path
 from . import UserError
 
-METHODS = ("p2sam", "persam")
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
 """The authors' settings for ``p2sam`` on each published dataset (ALGORITHM.md §4)."""
 FOLDER_DEFAULT_PRESET = "photos"
