@@ -36,6 +36,7 @@ from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
 from ..io.paths import user_path
+from . import add_model_arguments, load_model_from
 
 if TYPE_CHECKING:
     from ..engine.propagate import Progress, Propagation
@@ -45,9 +46,7 @@ FORMATS = ("tif", "png")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=user_path, help="image, TIFF stack, folder of images or video to segment")
-    parser.add_argument(
-        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--reference-mask", required=True, type=user_path, help="2D mask (with --reference-frame) or labels TIFF stack"
     )
@@ -98,8 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--background-parts", type=int, nargs=2, metavar=("MIN", "MAX"), help="background part counts (medical)"
     )
     parser.add_argument("--retrieval", choices=("exact", "sampled"), help="EMD solver (default exact)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
-    parser.add_argument("--minmax-normalization", action="store_true", help="MedSAM-style input normalisation")
 
 
 def frame_slice(text: str) -> slice:
@@ -222,15 +219,12 @@ def run(args: argparse.Namespace) -> int:
     # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
     from ..engine.cache import EmbeddingCache
     from ..engine.propagate import painted_frames, propagate
-    from ..models.loading import load_model
 
     cache = EmbeddingCache(args.cache) if args.cache else None
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     objects = confirmed_objects(references, args.max_objects)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
-    model = load_model(
-        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
-    )
+    model = load_model_from(args)
 
     bar = ProgressBar(enabled=not args.quiet)
     propagation = propagate(
