@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count, painted_only
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
@@ -145,8 +145,7 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
     masks = open_source(path)
     try:
         if len(masks) == 1:
-            mask = masks.read(0)
-            return {0 if reference_frame is None else reference_frame: mask[..., 0] if mask.ndim == 3 else mask}
+            return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
         if reference_frame is not None:
             raise ReferenceError(
                 f"--reference-frame is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
@@ -157,12 +156,7 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
                 f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
                 "stack with one frame per input frame, or one 2D mask with --reference-frame N"
             )
-        painted = {}
-        for index in range(len(masks)):
-            labels = masks.read(index)
-            labels = labels[..., 0] if labels.ndim == 3 else labels
-            if labels.any():
-                painted[index] = labels
+        painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
         if not painted:
             raise ReferenceError(
                 f"the labels stack {path} has no painted pixel in any of its {len(masks)} frames: paint the object(s) "
@@ -180,6 +174,11 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     start = 0 if frames.start is None else frames.start
     stop = count if frames.stop is None else frames.stop
     return range(start, stop)
+
+
+def first_channel(mask: np.ndarray) -> np.ndarray:
+    """A mask's first channel if it has channels (a colour mask), else the mask."""
+    return mask[..., 0] if mask.ndim == 3 else mask
 
 
 def write_labels(
