@@ -70,7 +70,7 @@ class Evaluation:
         return list(dict.fromkeys(f.sequence for f in self.frames))
 
 
-Progress = Callable[[int, int, str], None]
+ProgressCallback = Callable[[int, int, str], None]
 """``progress(frames_done, frames_total, sequence_name)``."""
 
 
@@ -102,7 +102,7 @@ def evaluate(
     *,
     threshold: float = 0,
     out: Path | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     persam_file_values: bool = False,
 ) -> Evaluation:
     """Segment every scored frame with every method and score it against its mask.
