@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine.objects import MAX_OBJECTS, check_object_count
-from .engine.settings import Settings
-from .engine.settings import preset as named_preset
+from .engine.settings import Settings, chosen_settings
 from .io.paths import user_path
 from .ui.engine_process import EngineProcess
 from .ui.job import build_job, frame_geometry
@@ -69,7 +68,7 @@ def segment_layers(
     job = build_job(image, reference, geometry, frame_range=frame_range)
     check_object_count(job.references, max_objects)
     labels = job.new_output()
-    for update in run_layer_job(job, resolve_settings(settings, preset), model, device, cache):
+    for update in run_layer_job(job, chosen_settings(settings, preset), model, device, cache):
         labels[geometry.output_index(update.result.index)] = update.result.labels
     return viewer.add_labels(
         labels, name=name or f"{image.name} P²SAM", scale=geometry.scale, translate=geometry.translate
@@ -97,12 +96,13 @@ def segment_stack(
     :func:`segment_layers`.
     """
     from .engine.propagate import propagate
+    from .models.loading import as_model
 
     propagation = propagate(
         as_model(model, device),
         frames,
         references,
-        resolve_settings(settings, preset),
+        chosen_settings(settings, preset),
         frame_range=frame_range,
         cache=as_cache(cache),
         max_objects=max_objects,
@@ -129,18 +129,6 @@ def run_layer_job(job, settings: Settings, model, device: str | None, cache):
         )
     if summary.error:
         raise RuntimeError(f"P²SAM stopped: {summary.error}")
-
-
-def resolve_settings(settings: Settings | None, preset: str | None) -> Settings:
-    if settings is not None and preset is not None:
-        raise ValueError("give either settings or preset, not both")
-    return named_preset(preset) if preset else (settings or Settings())
-
-
-def as_model(model: SamModel | str | Path, device: str | None) -> SamModel:
-    from .models.loading import SamModel, load_model
-
-    return model if isinstance(model, SamModel) else load_model(resolve_model(model).checkpoint, device=device)
 
 
 def as_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache | None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.loading import SamModel
 
 from ..models.allocator import keep_freed_memory
 
@@ -22,6 +26,24 @@ COMMANDS = {
 
 class UserError(Exception):
     """An error the user can fix; printed as one line, without a traceback."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the model: ``--checkpoint``, ``--device`` and ``--minmax-normalization``."""
+    parser.add_argument(
+        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
+    parser.add_argument("--minmax-normalization", action="store_true", help="MedSAM-style input normalisation")
+
+
+def load_model_from(args: argparse.Namespace) -> SamModel:
+    """The model :func:`add_model_arguments`'s options chose (torch loads here)."""
+    from ..models.loading import load_model
+
+    return load_model(
+        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
+    )
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

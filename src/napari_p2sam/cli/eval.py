@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..engine.settings import PRESETS, Settings
+from ..engine.settings import METHODS, PRESETS, Settings
 from ..evaluation import datasets
 from ..io.paths import user_path
-from . import UserError
+from . import UserError, add_model_arguments, load_model_from
 
-METHODS = ("p2sam", "persam")
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
 """The authors' settings for ``p2sam`` on each published dataset (ALGORITHM.md §4)."""
 FOLDER_DEFAULT_PRESET = "photos"
@@ -37,15 +36,12 @@ FOLDER_DEFAULT_PRESET = "photos"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, type=user_path, help="folder for predictions, CSV files and the plot")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it is not empty")
     parser.add_argument(
         "--method", nargs="+", choices=METHODS, default=["p2sam"], help="methods compared in one run (default p2sam)"
     )
-    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
     parser.add_argument(
         "--mask-threshold",
         type=float,
@@ -53,7 +49,6 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         metavar="T",
         help="ground truth = gray value > T (default 0, the published rule; e.g. 127 for JPEG or soft 8-bit masks)",
     )
-    parser.add_argument("--minmax-normalization", action="store_true", help="MedSAM-style input normalisation")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,11 +174,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.protocols import SUMMARIES
     from ..evaluation.report import plot, table, timing_line, total_lines, write_frames_csv, write_summary_csv
     from ..evaluation.runner import evaluate
-    from ..models.loading import load_model
 
-    model = load_model(
-        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
-    )
+    model = load_model_from(args)
     evaluation = evaluate(
         model,
         sequences,

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count, painted_only
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..engine.sources import FrameSource, open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
 from ..io.paths import user_path
+from . import add_model_arguments, load_model_from
 
 if TYPE_CHECKING:
     from ..engine.propagate import Progress, Propagation
@@ -45,9 +46,7 @@ FORMATS = ("tif", "png")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=user_path, help="image, TIFF stack, folder of images or video to segment")
-    parser.add_argument(
-        "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--reference-mask", required=True, type=user_path, help="2D mask (with --reference-frame) or labels TIFF stack"
     )
@@ -98,8 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--background-parts", type=int, nargs=2, metavar=("MIN", "MAX"), help="background part counts (medical)"
     )
     parser.add_argument("--retrieval", choices=("exact", "sampled"), help="EMD solver (default exact)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
-    parser.add_argument("--minmax-normalization", action="store_true", help="MedSAM-style input normalisation")
 
 
 def frame_slice(text: str) -> slice:
@@ -148,8 +145,7 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
     masks = open_source(path)
     try:
         if len(masks) == 1:
-            mask = masks.read(0)
-            return {0 if reference_frame is None else reference_frame: mask[..., 0] if mask.ndim == 3 else mask}
+            return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
         if reference_frame is not None:
             raise ReferenceError(
                 f"--reference-frame is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
@@ -160,12 +156,7 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
                 f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
                 "stack with one frame per input frame, or one 2D mask with --reference-frame N"
             )
-        painted = {}
-        for index in range(len(masks)):
-            labels = masks.read(index)
-            labels = labels[..., 0] if labels.ndim == 3 else labels
-            if labels.any():
-                painted[index] = labels
+        painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
         if not painted:
             raise ReferenceError(
                 f"the labels stack {path} has no painted pixel in any of its {len(masks)} frames: paint the object(s) "
@@ -183,6 +174,11 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     start = 0 if frames.start is None else frames.start
     stop = count if frames.stop is None else frames.stop
     return range(start, stop)
+
+
+def first_channel(mask: np.ndarray) -> np.ndarray:
+    """A mask's first channel if it has channels (a colour mask), else the mask."""
+    return mask[..., 0] if mask.ndim == 3 else mask
 
 
 def write_labels(
@@ -222,15 +218,12 @@ def run(args: argparse.Namespace) -> int:
     # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
     from ..engine.cache import EmbeddingCache
     from ..engine.propagate import painted_frames, propagate
-    from ..models.loading import load_model
 
     cache = EmbeddingCache(args.cache) if args.cache else None
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
     objects = confirmed_objects(references, args.max_objects)
     pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
-    model = load_model(
-        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
-    )
+    model = load_model_from(args)
 
     bar = ProgressBar(enabled=not args.quiet)
     propagation = propagate(

@@ -10,7 +10,7 @@ widget, ``max_objects=`` in Python).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -23,6 +23,11 @@ class TooManyObjectsError(ValueError):
     def __init__(self, message: str, count: int) -> None:
         super().__init__(message)
         self.count = count
+
+
+def painted_only(frames: Iterable[tuple[int, np.ndarray]]) -> dict[int, np.ndarray]:
+    """``{frame: labels}`` of the ``(frame, labels)`` pairs that are painted: any non-zero pixel."""
+    return {int(index): labels for index, labels in frames if labels.any()}
 
 
 def object_labels(references: Mapping[int, np.ndarray]) -> list[int]:

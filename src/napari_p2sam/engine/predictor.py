@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.loading import SamModel, load_model
+from ..models.loading import SamModel, as_model
 from .embeddings import ImageEmbedding, encode_image, resizer
 from .pixels import to_binary_mask, to_rgb_uint8, warn_if_blank
 from .reference import Reference, ReferenceError, build_reference, persam_patch_mask
 from .segment import Segmentation, segment_embedding
-from .settings import Settings
-from .settings import preset as named_preset
+from .settings import Settings, chosen_settings
 
 
 def image_key(image_rgb: np.ndarray) -> str:
@@ -107,10 +106,8 @@ class P2SAM:
         preset: str | None = None,
         device: str | None = None,
     ) -> None:
-        if settings is not None and preset is not None:
-            raise ValueError("give either settings or preset, not both")
-        self.model = model if isinstance(model, SamModel) else load_model(model, device=device)
-        self.settings = named_preset(preset) if preset else (settings or Settings())
+        self.settings = chosen_settings(settings, preset)
+        self.model = as_model(model, device)
         self.reference: Reference | None = None
         self._reference_image: tuple[str, ImageEmbedding] | None = None
         self._reference_mask: np.ndarray | None = None

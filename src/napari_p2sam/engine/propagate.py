@@ -35,7 +35,7 @@ import numpy as np
 from ..models.loading import SamModel
 from .cache import EmbeddingCache, encoder_key, pixel_hash
 from .embeddings import ImageEmbedding, encode_image
-from .objects import MAX_OBJECTS, check_object_count
+from .objects import MAX_OBJECTS, check_object_count, painted_only
 from .predictor import prepare_reference
 from .reference import Reference, ReferenceError
 from .results import FrameResult, Progress, Segmentation
@@ -129,19 +129,24 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
                 "{frame_index: 2D labels}"
             )
         items = ((i, references[i]) for i in range(count))
-    painted = {}
-    for index, labels in items:
-        labels = np.asarray(labels)
-        if labels.shape != shape:
-            source.read(index)  # a source whose frames change size (a video) says so, naming which frames
-            raise ReferenceError(
-                f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
-                f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
-            )
-        if labels.dtype.kind not in "biu":
-            raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
-        if labels.any():
-            painted[index] = labels.astype(np.uint8) if labels.dtype == np.bool_ else labels.copy()
+
+    def checked(items):
+        for index, labels in items:
+            labels = np.asarray(labels)
+            if labels.shape != shape:
+                source.read(index)  # a source whose frames change size (a video) says so, naming which frames
+                raise ReferenceError(
+                    f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
+                    f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
+                )
+            if labels.dtype.kind not in "biu":
+                raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
+            yield index, labels
+
+    painted = {
+        index: labels.astype(np.uint8) if labels.dtype == np.bool_ else labels.copy()
+        for index, labels in painted_only(checked(items)).items()
+    }
     if not painted:
         raise ReferenceError(
             f"no painted pixel in any reference frame of {source.name}: paint the object(s) with a non-zero label "

@@ -76,3 +76,10 @@ def preset(name: str, **changes) -> Settings:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **changes)
+
+
+def chosen_settings(settings: Settings | None = None, preset_name: str | None = None) -> Settings:
+    """``settings``, or the preset named ``preset_name``, or the default :class:`Settings`; not both given."""
+    if settings is not None and preset_name is not None:
+        raise ValueError("give either settings or preset, not both")
+    return preset(preset_name) if preset_name else (settings or Settings())

@@ -18,7 +18,7 @@ import bisect
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,9 +264,9 @@ def tiff_frame_axes(axes: str, shape: Sequence[int], path: Path) -> str:
     return mapped
 
 
-def natural_key(name: str) -> list:
-    """Sort key putting ``img2`` before ``img10`` (digit runs compared as numbers)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: ``img2`` before ``img10``."""
+    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", name)))
 
 
 class FolderFrames(FrameSource):
@@ -557,8 +557,20 @@ def stack_limits(
     always gets the same limits), decide them. Stacks that small are
     measured exactly.
     """
-    per_frame = max(1, LIMIT_SAMPLES // len(source))
-    values = [frame_sample(select_channels(source.read(i), channel), per_frame, seed=i) for i in range(len(source))]
+    frames = (select_channels(source.read(i), channel) for i in range(len(source)))
+    return sampled_limits(frames, len(source), percentiles)
+
+
+def sampled_limits(
+    frames: Iterable[np.ndarray], count: int, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> tuple[float, float]:
+    """The (low, high) intensities at ``percentiles`` of ``count`` frames (each read once), NaN ignored.
+
+    At most :data:`LIMIT_SAMPLES` values in all, drawn evenly from every
+    frame with a fixed seed, decide them; frames may differ in size.
+    """
+    per_frame = max(1, LIMIT_SAMPLES // count)
+    values = [frame_sample(frame, per_frame, seed=i) for i, frame in enumerate(frames)]
     return intensity_limits(np.concatenate(values), percentiles)
 
 

@@ -24,13 +24,12 @@ are not (JPEG artefacts, soft edges, several labels) are reported by
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
+from ..engine.sources import image_size, natural_key
 from ..io.images import TIFF_SUFFIXES, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", *TIFF_SUFFIXES)
@@ -77,11 +76,6 @@ class Sequence:
     reference: Frame
     targets: tuple[Frame, ...]
     unscored: tuple[Frame, ...] = ()
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders embedded numbers by value: ``img2`` before ``img10``."""
-    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", name)))
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -279,18 +273,6 @@ def persam_mask_values(path: Path) -> np.ndarray:
     if mask.dtype != np.uint8:
         raise DatasetError(f"{path} is {mask.dtype}; PerSAM's reference rule reads 8-bit masks")
     return mask if mask.ndim == 2 else mask[..., 0]
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.height, img.width
 
 
 def check(sequences: list[Sequence], threshold: float = 0) -> list[Path]:

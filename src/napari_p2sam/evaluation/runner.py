@@ -19,16 +19,13 @@ import torch
 from PIL import Image
 
 from ..engine.embeddings import ImageEmbedding
-from ..engine.pixels import intensity_limits
 from ..engine.predictor import P2SAM
 from ..engine.settings import Settings
+from ..engine.sources import sampled_limits
 from ..io.images import read_image
 from ..models.loading import SamModel
 from .datasets import Frame, Sequence, persam_mask_values, read_mask
 from .metrics import Overlap, dice, iou, overlap
-
-LIMIT_SAMPLE_FRAMES = 16
-"""Frames sampled for a sequence's intensity mapping when its images are not 8-bit."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ class Evaluation:
         return list(dict.fromkeys(f.sequence for f in self.frames))
 
 
-Progress = Callable[[int, int, str], None]
+ProgressCallback = Callable[[int, int, str], None]
 """``progress(frames_done, frames_total, sequence_name)``."""
 
 
@@ -83,13 +80,13 @@ def _synchronize(model: SamModel) -> None:
 
 
 def sequence_limits(sequence: Sequence) -> tuple[float, float] | None:
-    """One intensity mapping for a sequence of non-8-bit images, from up to 16 of its frames (None for uint8)."""
+    """One intensity mapping for a sequence of non-8-bit images, sampled from all its frames as
+    :func:`~napari_p2sam.engine.sources.stack_limits` samples a stack (None for uint8)."""
     first = read_image(sequence.reference.image)
     if first.dtype == np.uint8:
         return None
     frames = (sequence.reference, *sequence.targets)
-    step = max(1, len(frames) // LIMIT_SAMPLE_FRAMES)
-    return intensity_limits(np.concatenate([read_image(f.image).ravel() for f in frames[::step]]))
+    return sampled_limits((read_image(f.image) for f in frames), len(frames))
 
 
 def save_prediction(path: Path, mask: np.ndarray) -> None:
@@ -105,7 +102,7 @@ def evaluate(
     *,
     threshold: float = 0,
     out: Path | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     persam_file_values: bool = False,
 ) -> Evaluation:
     """Segment every scored frame with every method and score it against its mask.

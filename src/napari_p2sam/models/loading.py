@@ -303,6 +303,11 @@ def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
+def as_model(model: SamModel | str | Path, device: str | torch.device | None = None) -> SamModel:
+    """``model`` if already loaded, else :func:`load_model` of it (a checkpoint path or a registry name)."""
+    return model if isinstance(model, SamModel) else load_model(model, device=device)
+
+
 def load_model(
     checkpoint: str | Path,
     *,

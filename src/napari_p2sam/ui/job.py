@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.objects import painted_only
 from ..engine.sources import ArrayFrames
 
 
@@ -204,10 +205,7 @@ def painted_frames(labels_layer, image_name: str, image_shape: tuple, geometry: 
             f"needs {expected}: add a new labels layer while the image is selected and paint the reference there"
         )
     labels = np.asarray(labels)
-    if geometry.frame_axis is None:
-        return {0: labels} if labels.any() else {}
-    painted = np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))
-    return {int(t): labels[t] for t in painted}
+    return painted_only([(0, labels)] if geometry.frame_axis is None else enumerate(labels))
 
 
 def lazy(data, lead: int):
