@@ -1,4 +1,4 @@
-"""The guided, batched mask decoder and the three-stage cascade (ALGORITHM.md §2–3)."""
+"""The guided, batched mask decoder and the three-stage cascade (docs/algorithm.md §4–5)."""
 
 from __future__ import annotations
 

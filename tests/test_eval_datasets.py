@@ -13,7 +13,7 @@ from napari_p2sam.evaluation.runner import sequence_limits
 
 from .evaldata import make_cvc, make_folder, make_perseg, write_png
 
-# The published split (ALGORITHM.md §5), restated here from the paper's text rather than from our module.
+# The published split (docs/algorithm.md §9), restated here from the paper's text rather than from our module.
 PUBLISHED_RANGES = """0-25, 25-50, 50-67, 67-78, 78-103, 103-126, 126-151, 151-177, 177-199, 199-205, 205-227,
 227-252, 252-277, 277-297, 297-317, 317-342, 342-363, 363-383, 383-408, 408-428, 428-447, 447-466, 466-478,
 478-503, 503-528, 528-546, 546-571, 571-591, 591-612"""

@@ -1,4 +1,4 @@
-"""Each rule of ALGORITHM.md §1–2, pinned on small cases and the real CT pair."""
+"""Each rule of docs/algorithm.md §1–6, pinned on small cases and the real CT pair."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from ..io.paths import user_path
 from . import UserError, add_model_arguments, load_model_from
 
 LAYOUT_PRESETS = {"perseg": "photos", "cvc": "endoscopy-video"}
-"""The authors' settings for ``p2sam`` on each published dataset (ALGORITHM.md §4)."""
+"""The authors' settings for ``p2sam`` on each published dataset (docs/algorithm.md §7)."""
 FOLDER_DEFAULT_PRESET = "photos"
 """Like ``napari-p2sam segment``'s default: the natural-image variant, parts 1–5."""
 

@@ -25,7 +25,7 @@ class ReferenceError(ValueError):
 
 
 def patch_mask(mask: np.ndarray, transform, img_size: int, grid: int) -> torch.Tensor:
-    """Return the ``(grid, grid)`` bool map of reference patches (ALGORITHM.md §1.2).
+    """Return the ``(grid, grid)`` bool map of reference patches (docs/algorithm.md §2.1).
 
     The 0/255 mask is resized like the image (longest side ``img_size``,
     bilinear), padded with 0 to ``img_size``², shifted by its midpoint
@@ -46,7 +46,7 @@ def patch_mask(mask: np.ndarray, transform, img_size: int, grid: int) -> torch.T
 
 
 def persam_patch_mask(values: np.ndarray, transform, img_size: int, grid: int, mean: float, std: float) -> torch.Tensor:
-    """Return PerSAM's ``(grid, grid)`` bool map of reference patches (ALGORITHM.md §4).
+    """Return PerSAM's ``(grid, grid)`` bool map of reference patches (docs/algorithm.md §2.2).
 
     ``values``: ``(H, W)`` uint8. They take the image's own path: resized like
     the image (longest side ``img_size``, bilinear), normalised as SAM's red

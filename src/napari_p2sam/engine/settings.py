@@ -1,4 +1,4 @@
-"""P²SAM's options and the authors' presets (ALGORITHM.md §4)."""
+"""P²SAM's options and the authors' presets (docs/algorithm.md §7)."""
 
 from __future__ import annotations
 

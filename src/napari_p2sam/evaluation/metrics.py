@@ -1,4 +1,4 @@
-"""Overlap scores of a predicted mask against its ground truth (ALGORITHM.md §5).
+"""Overlap scores of a predicted mask against its ground truth (docs/algorithm.md §9).
 
 All scores are fractions in [0, 1]. The published formulas:
 

@@ -1,4 +1,4 @@
-"""The published summaries of each layout (ALGORITHM.md §5), methods side by side.
+"""The published summaries of each layout (docs/algorithm.md §9), methods side by side.
 
 - PerSeg: per object, the pooled IoU of its scored images; mIoU = mean over objects.
 - CVC-ClinicDB: per video, the mean Dice of its scored frames;

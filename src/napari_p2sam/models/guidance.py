@@ -5,7 +5,7 @@ These functions drive segment-anything's own modules (``MaskDecoder``,
 copy, and the state-dict keys are untouched, so any SAM checkpoint works.
 They add two things to the decoder's forward pass:
 
-* PerSAM's guidance (ALGORITHM.md §3): a semantic prompt ``t`` added to the
+* PerSAM's guidance (docs/algorithm.md §4): a semantic prompt ``t`` added to the
   queries, and an attention bias ``A`` in each block's token→image attention,
   ``softmax(softmax(QKᵀ/√d) + A)``;
 * a key mask for prompt tokens, so prompts with different numbers of points
