@@ -41,6 +41,11 @@ def segment(*args) -> int:
     return main(["segment", *map(str, args), "--quiet"])
 
 
+def segment_files(checkpoint, input_path, mask, out, *options) -> int:
+    """``segment INPUT --checkpoint CKPT --reference-mask MASK --out OUT [OPTIONS]``."""
+    return segment(input_path, "--checkpoint", checkpoint, "--reference-mask", mask, "--out", out, *options)
+
+
 def expected_labels(model, frames, references, settings: Settings | None = None) -> np.ndarray:
     """The driver's own output, for the settings of ``FAST`` unless given."""
     settings = settings or Settings(method="persam")
@@ -85,19 +90,7 @@ def test_labels_stack_with_several_painted_frames_and_objects(small_checkpoint, 
     references[4, 25:45, 30:60] = 7
     tifffile.imwrite(tmp_path / "labels.tif", references)
     out = tmp_path / "out.tif"
-    assert (
-        segment(
-            tmp_path / "stack.tif",
-            "--checkpoint",
-            small_checkpoint,
-            "--reference-mask",
-            tmp_path / "labels.tif",
-            "--out",
-            out,
-            *FAST,
-        )
-        == 0
-    )
+    assert segment_files(small_checkpoint, tmp_path / "stack.tif", tmp_path / "labels.tif", out, *FAST) == 0
     labels = tifffile.imread(out)
     assert labels.dtype == np.uint32  # the uint16 labels' values, in 32 bits
     np.testing.assert_array_equal(labels, expected_labels(small_model, stack, references))
@@ -113,19 +106,7 @@ def test_plain_3_frame_uint8_stacks_keep_every_painted_frame(small_checkpoint, s
     tifffile.imwrite(tmp_path / "stack.tif", stack)  # both stored as one planar RGB image by tifffile
     tifffile.imwrite(tmp_path / "labels.tif", references)
     out = tmp_path / "out.tif"
-    assert (
-        segment(
-            tmp_path / "stack.tif",
-            "--checkpoint",
-            small_checkpoint,
-            "--reference-mask",
-            tmp_path / "labels.tif",
-            "--out",
-            out,
-            *FAST,
-        )
-        == 0
-    )
+    assert segment_files(small_checkpoint, tmp_path / "stack.tif", tmp_path / "labels.tif", out, *FAST) == 0
     labels = tifffile.imread(out)
     assert labels.shape == (3, 48, 64)
     np.testing.assert_array_equal(labels[[0, 2]], references[[0, 2]])  # frame 2's paint is kept
@@ -159,20 +140,7 @@ def test_folder_to_pngs_with_a_frame_range(small_checkpoint, small_model, stack,
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "masks"
     assert (
-        segment(
-            folder,
-            "--checkpoint",
-            small_checkpoint,
-            "--reference-mask",
-            tmp_path / "mask.png",
-            "--out",
-            out,
-            "--format",
-            "png",
-            "--frames",
-            "1:4",
-            *FAST,
-        )
+        segment_files(small_checkpoint, folder, tmp_path / "mask.png", out, "--format", "png", "--frames", "1:4", *FAST)
         == 0
     )
     assert sorted(p.name for p in out.iterdir()) == [".napari-p2sam.json", "00001.png", "00002.png", "00003.png"]
@@ -211,13 +179,10 @@ def test_uint16_stack_with_user_limits(small_checkpoint, small_model, mask, tmp_
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     Image.fromarray(mask).save(tmp_path / "mask.png")
     assert (
-        segment(
-            tmp_path / "raw.tif",
-            "--checkpoint",
+        segment_files(
             small_checkpoint,
-            "--reference-mask",
+            tmp_path / "raw.tif",
             tmp_path / "mask.png",
-            "--out",
             tmp_path / "out.tif",
             "--limits",
             500,
@@ -514,13 +479,10 @@ def test_read_only_cache_folder(checkpoint, inputs, capsys):
 
 def test_cache_group_is_named_by_the_model(small_model, checkpoint, inputs):
     assert (
-        segment(
-            inputs / "stack.tif",
-            "--checkpoint",
+        segment_files(
             checkpoint,
-            "--reference-mask",
+            inputs / "stack.tif",
             inputs / "mask.png",
-            "--out",
             inputs / "out.tif",
             "--cache",
             inputs / "cache",

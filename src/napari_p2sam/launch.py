@@ -35,12 +35,15 @@ def show_first_painted_frame(viewer) -> None:
     """Move the viewer to the first frame painted in the first labels layer that has paint."""
     from napari.layers import Labels
 
+    from .engine.objects import painted_only
+    from .ui.job import layer_array
+
     for layer in viewer.layers:
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        data = layer_array(layer)
         if not isinstance(layer, Labels) or data.ndim < 3:
             continue
-        painted = np.flatnonzero(np.asarray(data).reshape(data.shape[0], -1).any(axis=1))
-        if len(painted):
+        painted = list(painted_only(enumerate(np.asarray(data))))
+        if painted:
             world = layer.data_to_world([painted[0]] + [0] * (data.ndim - 1))
             viewer.dims.set_point(viewer.dims.ndim - data.ndim, world[0])
             return
