@@ -16,8 +16,9 @@ import zarr
 
 import napari_p2sam.engine.cache as cache_module
 from napari_p2sam import Settings, load_model
-from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key, pixel_hash
+from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
 from napari_p2sam.engine.embeddings import encode_image
+from napari_p2sam.engine.pixels import image_key
 from napari_p2sam.engine.propagate import propagate
 
 from .conftest import save_tiny_sam
@@ -150,7 +151,7 @@ def test_unwritable_cache_folder_is_refused_at_once(tmp_path):
 
 
 def entry_of(folder: Path, model, frame: np.ndarray) -> Path:
-    return folder / encoder_key(model) / pixel_hash(frame)
+    return folder / encoder_key(model) / image_key(frame)
 
 
 def chunk_of(entry: Path) -> Path:

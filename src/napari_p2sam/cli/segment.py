@@ -140,25 +140,25 @@ def read_references(path: Path, source: FrameSource, reference_frame: int | None
     A labels stack is read one frame at a time; only its painted frames are kept.
     A colour mask uses its first channel.
     """
-    from ..engine.reference import ReferenceError  # imports torch
+    from ..engine.objects import ReferenceInputError
 
     masks = open_source(path)
     try:
         if len(masks) == 1:
             return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
         if reference_frame is not None:
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"--reference-frame is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
                 "(its painted frames are the ones with non-zero pixels); leave --reference-frame out"
             )
         if len(masks) != len(source):
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
                 "stack with one frame per input frame, or one 2D mask with --reference-frame N"
             )
         painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
         if not painted:
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"the labels stack {path} has no painted pixel in any of its {len(masks)} frames: paint the object(s) "
                 "with a non-zero label on at least one frame"
             )

@@ -44,7 +44,7 @@ import torch
 
 from ..models.loading import SamModel
 from .embeddings import ImageEmbedding, encode_image
-from .predictor import image_key as pixel_hash
+from .pixels import image_key
 
 FORMAT_VERSION = 2
 """Bump when the meaning of a stored embedding changes; older entries are then never reused.
@@ -125,7 +125,7 @@ class EmbeddingCache:
         """
         import zarr
 
-        key = pixel_hash(image_rgb)
+        key = image_key(image_rgb)
         path = self.folder / encoder_key(model) / key
         if not path.exists():
             return None
@@ -155,7 +155,7 @@ class EmbeddingCache:
         """Store ``embedding`` atomically (an existing complete entry is kept)."""
         import zarr
 
-        key = pixel_hash(image_rgb)
+        key = image_key(image_rgb)
         group = self.group(model)
         final = group / key
         if final.exists():

@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 from ..models.loading import SamModel
-from .cache import EmbeddingCache, encoder_key, pixel_hash
+from .cache import EmbeddingCache, encoder_key
 from .embeddings import ImageEmbedding, encode_image
-from .objects import MAX_OBJECTS, check_object_count, painted_only
-from .predictor import prepare_reference
-from .reference import Reference, ReferenceError
+from .objects import MAX_OBJECTS, ReferenceInputError, check_object_count, painted_only
+from .pixels import image_key
+from .reference import Reference, prepare_reference
 from .results import FrameResult, Progress, Segmentation
 from .segment import segment_embedding
 from .settings import Settings
@@ -115,7 +115,7 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
         items = []
         for index, labels in references.items():
             if not isinstance(index, (int, np.integer)) or not 0 <= index < count:
-                raise ReferenceError(
+                raise ReferenceInputError(
                     f"reference frame {index} is out of range: {source.name} has {count} frame(s) (0..{count - 1})"
                 )
             items.append((int(index), labels))
@@ -123,7 +123,7 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
         if not hasattr(references, "shape"):
             references = np.asarray(references)
         if len(references.shape) != 3 or references.shape[0] != count:
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"the references have shape {tuple(references.shape)} but {source.name} has {count} frame(s) of "
                 f"{shape[0]}×{shape[1]}: give a labels stack ({count}, {shape[0]}, {shape[1]}) or "
                 "{frame_index: 2D labels}"
@@ -135,12 +135,12 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
             labels = np.asarray(labels)
             if labels.shape != shape:
                 source.read(index)  # a source whose frames change size (a video) says so, naming which frames
-                raise ReferenceError(
+                raise ReferenceInputError(
                     f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
                     f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
                 )
             if labels.dtype.kind not in "biu":
-                raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
+                raise ReferenceInputError(f"reference labels must be integers (or bool), got {labels.dtype}")
             yield index, labels
 
     painted = {
@@ -148,7 +148,7 @@ def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
         for index, labels in painted_only(checked(items)).items()
     }
     if not painted:
-        raise ReferenceError(
+        raise ReferenceInputError(
             f"no painted pixel in any reference frame of {source.name}: paint the object(s) with a non-zero label "
             "on at least one frame"
         )
@@ -328,7 +328,7 @@ class Propagation:
         if all((frame, label) in self._references for label in labels):
             return {label: self._references[frame, label] for label in labels}
         rgb = self._rgb(frame)
-        frame_key = (encoder_key(self.model), pixel_hash(rgb), self._reference_settings())
+        frame_key = (encoder_key(self.model), image_key(rgb), self._reference_settings())
         embedding = None
         for label in labels:
             mask = paint == label
@@ -349,5 +349,5 @@ class Propagation:
     def _build_reference(self, embedding: ImageEmbedding, mask: np.ndarray, frame: int, label: int) -> Reference:
         try:
             return prepare_reference(self.model, embedding, mask, self.settings)
-        except ReferenceError as err:
-            raise ReferenceError(f"object {label} on frame {frame}: {err}") from None
+        except ReferenceInputError as err:
+            raise ReferenceInputError(f"object {label} on frame {frame}: {err}") from None
