@@ -36,7 +36,7 @@ def show_first_painted_frame(viewer) -> None:
     from napari.layers import Labels
 
     from .engine.objects import painted_only
-    from .ui.job import layer_array
+    from .layers.job import layer_array
 
     for layer in viewer.layers:
         data = layer_array(layer)
