@@ -64,6 +64,14 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def flags_for(err: BaseException) -> str:
+    """`` (--out, --overwrite)``: the options that fix ``err``, as the engine named them (empty if none)."""
+    from ..io.errors import settings_of
+
+    flags = [f"--{name.replace('_', '-')}" for name in settings_of(err)]
+    return f" ({', '.join(flags)})" if flags else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failed, 2 bad usage, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UserError, ValueError, OSError) as err:  # the engine's input, model and file errors
-        print(f"napari-p2sam {args.command}: error: {err}", file=sys.stderr)
+        print(f"napari-p2sam {args.command}: error: {err}{flags_for(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"napari-p2sam {args.command}: interrupted", file=sys.stderr)

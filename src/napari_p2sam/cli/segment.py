@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.objects import MAX_OBJECTS, ReferenceInputError, TooManyObjectsError, check_object_count
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
-from ..engine.sources import FrameSource, open_source
+from ..engine.sources import open_source
 from ..engine.stack_job import StackJob, prepare_stack, read_reference_masks
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
@@ -135,14 +135,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**fields)
 
 
-def read_references(args: argparse.Namespace, source: FrameSource) -> dict[int, np.ndarray]:
-    """The painted frames of ``--reference-mask`` (with ``--reference-frame``); the error names the options."""
-    try:
-        return read_reference_masks(args.reference_mask, source, args.reference_frame)
-    except ReferenceInputError as err:
-        raise ReferenceInputError(f"{err} (--reference-mask, --reference-frame)") from None
-
-
 def frame_range(frames: slice | None, count: int) -> range | None:
     """The frames to produce; a START:STOP outside ``0..count`` is reported by the driver."""
     if frames is None:
@@ -189,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
         job = prepare_stack(
             source,
-            read_references(args, source),
+            read_reference_masks(args.reference_mask, source, args.reference_frame),
             frame_range=frame_range(args.frames, len(source)),
             limits=args.limits,
             percentiles=tuple(args.percentiles),

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.errors import for_settings
 from ..models.loading import SamModel
 from .embeddings import ImageEmbedding, encode_image
 from .pixels import image_key
@@ -103,9 +104,12 @@ class EmbeddingCache:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            raise CacheError(
-                f"the cache folder {self.folder} cannot be written to ({err.strerror or err}); "
-                "choose another folder (--cache DIR) or fix its permissions"
+            raise for_settings(
+                CacheError(
+                    f"the cache folder {self.folder} cannot be written to ({err.strerror or err}); "
+                    "choose another cache folder or fix its permissions"
+                ),
+                "cache",
             ) from None
 
     def group(self, model: SamModel) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.errors import for_settings
 from .objects import MAX_OBJECTS, ReferenceInputError, check_object_count, object_labels, painted_only
 from .pixels import DEFAULT_PERCENTILES
 from .sources import FrameSource, Pixels, open_source, pixels_for
@@ -158,14 +159,21 @@ def read_reference_masks(path: Path, source: FrameSource, reference_frame: int |
         if len(masks) == 1:
             return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
         if reference_frame is not None:
-            raise ReferenceInputError(
-                f"a reference frame number is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
-                "(its painted frames are the ones with non-zero pixels); give no reference frame"
+            raise for_settings(
+                ReferenceInputError(
+                    f"a reference frame number is for a 2D mask, but {path} is a labels stack of {len(masks)} "
+                    "frames (its painted frames are the ones with non-zero pixels); give no reference frame"
+                ),
+                "reference_frame",
             )
         if len(masks) != len(source):
-            raise ReferenceInputError(
-                f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
-                "stack with one frame per input frame, or one 2D mask and the frame it was painted on"
+            raise for_settings(
+                ReferenceInputError(
+                    f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a "
+                    "labels stack with one frame per input frame, or one 2D mask and the frame it was painted on"
+                ),
+                "reference_mask",
+                "reference_frame",
             )
         painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
         if not painted:
