@@ -19,6 +19,7 @@ from napari_p2sam import Settings, load_model
 from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
 from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.pixels import image_key
+from napari_p2sam.io.errors import settings_of
 from napari_p2sam.engine.propagate import propagate
 
 from .conftest import save_tiny_sam
@@ -145,8 +146,9 @@ def test_unwritable_cache_folder_is_refused_at_once(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
     for folder in (blocker, blocker / "cache"):
-        with pytest.raises(CacheError, match="cannot be written to.*choose another folder"):
+        with pytest.raises(CacheError, match="cannot be written to.*choose another cache folder") as refused:
             EmbeddingCache(folder)
+        assert settings_of(refused.value) == ("cache",)  # the command line adds --cache
     assert blocker.read_text() == "keep me"
 
 
