@@ -19,8 +19,8 @@ from napari_p2sam import Settings, load_model
 from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
 from napari_p2sam.engine.embeddings import encode_image
 from napari_p2sam.engine.pixels import image_key
-from napari_p2sam.io.errors import settings_of
 from napari_p2sam.engine.propagate import propagate
+from napari_p2sam.io.errors import settings_of
 
 from .conftest import save_tiny_sam
 from .test_download import read_only
