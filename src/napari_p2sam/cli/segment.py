@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count, painted_only
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
+from ..engine.painted import painted_frames, read_references
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
-from ..engine.sources import FrameSource, open_source, pixels_for
+from ..engine.sources import open_source, pixels_for
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
 from ..io.paths import user_path
@@ -134,39 +135,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**fields)
 
 
-def read_references(path: Path, source: FrameSource, reference_frame: int | None) -> dict[int, np.ndarray]:
-    """``{frame: (H, W) labels}`` from a 2D mask (painted on ``reference_frame``) or a labels stack.
-
-    A labels stack is read one frame at a time; only its painted frames are kept.
-    A colour mask uses its first channel.
-    """
-    from ..engine.reference import ReferenceError  # imports torch
-
-    masks = open_source(path)
-    try:
-        if len(masks) == 1:
-            return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
-        if reference_frame is not None:
-            raise ReferenceError(
-                f"--reference-frame is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
-                "(its painted frames are the ones with non-zero pixels); leave --reference-frame out"
-            )
-        if len(masks) != len(source):
-            raise ReferenceError(
-                f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
-                "stack with one frame per input frame, or one 2D mask with --reference-frame N"
-            )
-        painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
-        if not painted:
-            raise ReferenceError(
-                f"the labels stack {path} has no painted pixel in any of its {len(masks)} frames: paint the object(s) "
-                "with a non-zero label on at least one frame"
-            )
-        return painted
-    finally:
-        masks.close()
-
-
 def frame_range(frames: slice | None, count: int) -> range | None:
     """The frames to produce; a START:STOP outside ``0..count`` is reported by the driver."""
     if frames is None:
@@ -174,11 +142,6 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     start = 0 if frames.start is None else frames.start
     stop = count if frames.stop is None else frames.stop
     return range(start, stop)
-
-
-def first_channel(mask: np.ndarray) -> np.ndarray:
-    """A mask's first channel if it has channels (a colour mask), else the mask."""
-    return mask[..., 0] if mask.ndim == 3 else mask
 
 
 def write_labels(
@@ -217,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
     # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
     from ..engine.cache import EmbeddingCache
-    from ..engine.propagate import painted_frames, propagate
+    from ..engine.propagate import propagate
 
     cache = EmbeddingCache(args.cache) if args.cache else None
     references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)

@@ -35,9 +35,10 @@ import numpy as np
 from ..models.loading import SamModel
 from .cache import EmbeddingCache, encoder_key, pixel_hash
 from .embeddings import ImageEmbedding, encode_image
-from .objects import MAX_OBJECTS, check_object_count, painted_only
+from .objects import MAX_OBJECTS, check_object_count
+from .painted import ReferenceError, painted_frames
 from .predictor import prepare_reference
-from .reference import Reference, ReferenceError
+from .reference import Reference
 from .results import FrameResult, Progress, Segmentation
 from .segment import segment_embedding
 from .settings import Settings
@@ -106,53 +107,6 @@ def propagate(
         memo if memo is not None else ReferenceMemo(),
         close_source=opened,
     )
-
-
-def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
-    """``{frame: (H, W) labels}`` of the frames with paint, copied; checked against ``source``."""
-    count, shape = len(source), source.frame_shape
-    if isinstance(references, Mapping):
-        items = []
-        for index, labels in references.items():
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < count:
-                raise ReferenceError(
-                    f"reference frame {index} is out of range: {source.name} has {count} frame(s) (0..{count - 1})"
-                )
-            items.append((int(index), labels))
-    else:
-        if not hasattr(references, "shape"):
-            references = np.asarray(references)
-        if len(references.shape) != 3 or references.shape[0] != count:
-            raise ReferenceError(
-                f"the references have shape {tuple(references.shape)} but {source.name} has {count} frame(s) of "
-                f"{shape[0]}×{shape[1]}: give a labels stack ({count}, {shape[0]}, {shape[1]}) or "
-                "{frame_index: 2D labels}"
-            )
-        items = ((i, references[i]) for i in range(count))
-
-    def checked(items):
-        for index, labels in items:
-            labels = np.asarray(labels)
-            if labels.shape != shape:
-                source.read(index)  # a source whose frames change size (a video) says so, naming which frames
-                raise ReferenceError(
-                    f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
-                    f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
-                )
-            if labels.dtype.kind not in "biu":
-                raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
-            yield index, labels
-
-    painted = {
-        index: labels.astype(np.uint8) if labels.dtype == np.bool_ else labels.copy()
-        for index, labels in painted_only(checked(items)).items()
-    }
-    if not painted:
-        raise ReferenceError(
-            f"no painted pixel in any reference frame of {source.name}: paint the object(s) with a non-zero label "
-            "on at least one frame"
-        )
-    return dict(sorted(painted.items()))
 
 
 def check_frame_range(frame_range: range | None, count: int) -> range:

@@ -17,11 +17,8 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from .embeddings import ImageEmbedding
+from .painted import ReferenceError
 from .pixels import ImageInputError, to_binary_mask
-
-
-class ReferenceError(ValueError):
-    """A reference mask that cannot be used, with what to do about it."""
 
 
 def patch_mask(mask: np.ndarray, transform, img_size: int, grid: int) -> torch.Tensor:

@@ -38,43 +38,54 @@ class OutputError(OSError):
     """An output path that must not be written, with what to do instead."""
 
 
-def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path]) -> None:
-    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif" or "png").
+def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path], option: str = "--out") -> None:
+    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif", "png" or "zarr").
 
     ``keep``: what the run reads, e.g. ``{"input": path, "reference mask": path}``;
-    ``out`` may not be any of these, hold one, or lie inside one.
+    ``out`` may not be any of these, hold one, or lie inside one. ``option``:
+    what messages call the output (the batch's manifest: ``output``).
     """
     target = out.resolve()
     for what, path in keep.items():
         relation = overlap(target, path.resolve())
         if relation:
-            raise OutputError(f"--out {out} {relation} the {what} {path}; choose another --out")
+            raise OutputError(f"{option} {out} {relation} the {what} {path}; choose another {option}")
     if Path.cwd().resolve().is_relative_to(target):
-        raise OutputError(f"--out {out} ({target}) is the current folder or one of its parents; choose another --out")
-    check_folder(out)
+        raise OutputError(
+            f"{option} {out} ({target}) is the current folder or one of its parents; choose another {option}"
+        )
+    check_folder(out, option)
     suffix = out.suffix.lower()
     if fmt == "tif" and suffix not in TIFF_SUFFIXES:
         raise OutputError(
-            f"--out {out} does not end in .tif or .tiff: name it {out.stem}.tif, or pass --format png for PNGs"
+            f"{option} {out} does not end in .tif or .tiff: name it {out.stem}.tif, or pass --format png for PNGs"
         )
     if fmt == "png" and suffix in (*TIFF_SUFFIXES, ".png"):
-        raise OutputError(f"--format png writes a folder of PNGs: give --out a folder name such as {out.stem}")
+        raise OutputError(f"--format png writes a folder of PNGs: give {option} a folder name such as {out.stem}")
+    if fmt == "zarr" and suffix != ".zarr":
+        raise OutputError(f"--format zarr writes a zarr folder: name {option} {out.stem}.zarr")
     if out.exists() or out.is_symlink():
         if not overwrite:
-            raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
+            raise OutputError(f"{out} already exists; choose another {option} or pass --overwrite")
         check_replaceable(out)
 
 
-def check_folder(out: Path) -> None:
-    """Raise :class:`OutputError` if a file stands where the folder of ``out``, or one above it, would be.
+def check_folder(out: Path, option: str = "--out") -> None:
+    """Raise :class:`OutputError` if the folder of ``out`` cannot be written in or created.
 
-    A missing folder is created when the run writes (:func:`locked`), as ``mkdir -p`` would.
+    A file standing where that folder, or one above it, would be, or the
+    nearest existing folder not writable. A missing folder is created when
+    the run writes (:func:`locked`), as ``mkdir -p`` would.
     """
     folder = out.parent.resolve()
     existing = next(path for path in (folder, *folder.parents) if path.exists())
+    blocked = "" if existing == folder else f"cannot create the folder {folder}: "
     if not existing.is_dir():
-        blocked = "" if existing == folder else f"cannot create the folder {folder}: "
-        raise OutputError(f"--out {out}: {blocked}{existing} is a file, not a folder; choose another --out")
+        raise OutputError(f"{option} {out}: {blocked}{existing} is a file, not a folder; choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{option} {out}: {blocked}{existing} is not writable (permission denied); choose another {option}"
+        )
 
 
 def overlap(target: Path, kept: Path) -> str | None:
