@@ -125,11 +125,7 @@ def read_manifest(csv_path: Path, out_dir: Path, fmt: str = "tif") -> list[Item]
         raise ManifestError(what, problems)
     names = unique_names([fields["input"] for fields in parsed])
     return [
-        Item(
-            **fields,
-            name=name,
-            output=fields["output"] or default_output(out_dir, name, fmt),
-        )
+        Item(**{**fields, "output": fields["output"] or default_output(out_dir, name, fmt)}, name=name)
         for fields, name in zip(parsed, names)
     ]
 
