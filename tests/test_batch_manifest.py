@@ -194,8 +194,8 @@ def test_an_output_folder_that_is_not_writable(data, tmp_path):
         with pytest.raises(ManifestError) as err:
             check_items(read_manifest(path, out), out, overwrite=False)
     assert problems(err) == [
-        f"--out {out / 'report.csv'}: {out} is not writable (permission denied); choose another --out",
-        f"row 2 (cells.tif): output {out / 'cells_labels.tif'}: {out} is not writable (permission denied); "
+        f"--out {out / 'report.csv'}: cannot write in {out} (permission denied); choose another --out",
+        f"row 2 (cells.tif): output {out / 'cells_labels.tif'}: cannot write in {out} (permission denied); "
         "choose another output",
     ]
 

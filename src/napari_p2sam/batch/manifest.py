@@ -27,7 +27,7 @@ from ..engine.objects import MAX_OBJECTS, check_object_count
 from ..engine.painted import painted_frames, read_references
 from ..engine.settings import PRESETS, Settings
 from ..engine.sources import Pixels, natural_key, open_source, pixels_for
-from ..io.outputs import check_folder, check_output, overlap
+from ..io.outputs import check_folder, check_output, check_writable, overlap
 from ..io.paths import in_words, user_path
 from .records import own_work
 
@@ -272,7 +272,8 @@ def check_items(
     out_dir = user_path(out_dir)
     problems = []
     try:
-        check_folder(out_dir / "report.csv", option="--out")
+        check_folder(out_dir / "report.csv")
+        check_writable(out_dir / "report.csv")
     except OSError as err:
         problems.append(str(err))
     plans = []
@@ -296,6 +297,7 @@ def check_item(
     try:
         keep = {"input": item.input, "reference mask": item.reference_mask}
         check_output(item.output, fmt, overwrite=overwrite or resumed, keep=keep, option="output")
+        check_writable(item.output, option="output")
     except OSError as err:
         problems.append(f"{item.where}: {err}")
     name = item.preset or preset
