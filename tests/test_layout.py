@@ -20,7 +20,8 @@ RULES = {
     "evaluation": ({"evaluation", "engine", "models", "io"}, GUI),
     "layers": ({"layers", "engine"}, GUI | {"torch"}),
     "worker": ({"worker", "engine", "models", "io"}, GUI),
-    "ui": ({"ui", "layers", "worker", "engine", "models", "io"}, {"torch"}),
+    "ui": ({"ui", "layers", "worker", "engine", "models", "io", "score_figure"}, {"torch"}),
+    "batch": ({"batch", "engine", "models", "io", "score_figure"}, GUI),
     "cli": ({"cli", "engine", "models", "io", "evaluation", "batch", "launch"}, GUI),
 }
 
@@ -74,6 +75,7 @@ def test_the_modules_napari_process_imports_bring_no_torch():
         "napari_p2sam.worker.messages",
         "napari_p2sam.engine.stack_job",
         "napari_p2sam.engine.quality",
+        "napari_p2sam.batch.manifest",
     ]
     script = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
     script += "print(sorted(m for m in ('torch', 'segment_anything', 'sklearn') if m in sys.modules))"

@@ -45,7 +45,7 @@ def refused(message: str, *settings: str) -> OutputError:
 
 
 def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path]) -> None:
-    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif" or "png").
+    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif", "png" or "zarr").
 
     ``keep``: what the run reads, e.g. ``{"input": path, "reference mask": path}``;
     ``out`` may not be any of these, hold one, or lie inside one.
@@ -65,6 +65,8 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path])
         )
     if fmt == "png" and suffix in (*TIFF_SUFFIXES, ".png"):
         raise refused(f"PNGs are written into a folder: name the output as a folder, such as {out.stem}", "format")
+    if fmt == "zarr" and suffix != ".zarr":
+        raise refused(f"a zarr output is a folder ending in .zarr: name it {out.stem}.zarr", "format")
     if out.exists() or out.is_symlink():
         if not overwrite:
             raise refused(f"{out} already exists; choose another output, or allow replacing it", "overwrite")
@@ -77,10 +79,26 @@ def check_folder(out: Path) -> None:
     A missing folder is created when the run writes (:func:`locked`), as ``mkdir -p`` would.
     """
     folder = out.parent.resolve()
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    existing = nearest_folder(folder)
     if not existing.is_dir():
         blocked = "" if existing == folder else f"cannot create the folder {folder}: "
         raise refused(f"the output {out}: {blocked}{existing} is a file, not a folder; choose another output")
+
+
+def check_writable(out: Path) -> None:
+    """Raise :class:`OutputError` if the folder of ``out`` (or the nearest one above it that exists) cannot be written in.
+
+    For checks made long before the write (a batch checks every item first); call :func:`check_folder` first.
+    """
+    existing = nearest_folder(out.parent.resolve())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        cause = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        raise refused(f"the output {out}: cannot write in {existing} ({cause}); choose another output")
+
+
+def nearest_folder(folder: Path) -> Path:
+    """``folder`` if it exists, else its nearest parent that does (which may be a file)."""
+    return next(path for path in (folder, *folder.parents) if path.exists())
 
 
 def overlap(target: Path, kept: Path) -> str | None:
