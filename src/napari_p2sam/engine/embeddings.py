@@ -52,7 +52,7 @@ def model_input(model: SamModel, image_rgb: np.ndarray) -> tuple[torch.Tensor, t
 
 @torch.inference_mode()
 def encode_image(model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
-    """Run the image encoder on an ``(H, W, 3)`` uint8 image."""
+    """Run the image encoder (in the model's precision) on an ``(H, W, 3)`` uint8 image."""
     x, input_size = model_input(model, image_rgb)
-    features = model.sam.image_encoder(x)
+    features = model.encode(x)
     return ImageEmbedding(features, input_size, tuple(image_rgb.shape[:2]))
