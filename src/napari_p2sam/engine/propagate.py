@@ -19,7 +19,12 @@ Rules
   is built once per run; with a :class:`ReferenceMemo` that the caller keeps
   (the widget's model process does), later runs reuse it while its pixels,
   mask, model and part settings stay the same.
-- **Memory.** Only the current frame, its embedding and the references are
+- **Pipeline.** Frames are read ahead in a thread, encoded ``batch_size``
+  at a time, and each frame's retrieval runs in a pool thread while the
+  next frames are encoded and decoded (:mod:`~napari_p2sam.engine.pipeline`);
+  the results are those of one frame after the other, bitwise.
+- **Memory.** Only a bounded window of frames (read ahead, one batch, the
+  frames waiting for retrieval), their embeddings and the references are
   held; results are yielded one frame at a time.
 """
 
@@ -29,17 +34,21 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..models.loading import SamModel
 from .cache import EmbeddingCache, encoder_key, pixel_hash
-from .embeddings import ImageEmbedding, encode_image
+from .embeddings import ImageEmbedding, encode_images
 from .objects import MAX_OBJECTS, check_object_count, painted_only
+from .pipeline import PipelineOptions, Stage, default_batch_size, pipelined
+from .pixels import warn_blank
 from .predictor import prepare_reference
 from .reference import Reference, ReferenceError
 from .results import FrameResult, Progress, Segmentation
-from .segment import segment_embedding
+from .segment import Decoded, choose_candidate, decode_candidates
 from .settings import Settings
 from .sources import FrameSource, Pixels, open_source, pixels_for
 
@@ -62,6 +71,7 @@ def propagate(
     should_stop: Callable[[], bool] | None = None,
     max_objects: int | None = MAX_OBJECTS,
     memo: ReferenceMemo | None = None,
+    pipeline: PipelineOptions | None = None,
 ) -> Propagation:
     """Segment every frame of ``frame_range`` from the painted ``references``.
 
@@ -77,6 +87,8 @@ def propagate(
     objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
     (None: any number). ``memo``: references built by earlier runs, kept by
     the caller for the next (default: none kept beyond this run).
+    ``pipeline``: batch size, read-ahead and overlap of the work
+    (:class:`~napari_p2sam.engine.pipeline.PipelineOptions`; no option changes a result).
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
@@ -104,6 +116,7 @@ def propagate(
         progress,
         should_stop,
         memo if memo is not None else ReferenceMemo(),
+        pipeline or PipelineOptions(),
         close_source=opened,
     )
 
@@ -223,6 +236,7 @@ class Propagation:
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
         memo: ReferenceMemo,
+        pipeline: PipelineOptions,
         *,
         close_source: bool,
     ) -> None:
@@ -241,6 +255,7 @@ class Propagation:
         self._close_source = close_source
         self._references: dict[tuple[int, int], Reference] = {}
         self._memo = memo
+        self.pipeline = pipeline
         self._frames = self._run()
 
     def __iter__(self) -> Iterator[FrameResult]:
@@ -278,48 +293,65 @@ class Propagation:
             if self._stop_requested():
                 return
             self._references_of(frame)  # every reference problem shows before the first frame
-        for done, index in enumerate(self.frame_range, 1):
-            if self._stop_requested():
-                return
-            if index in self.painted:
-                result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
-            else:
-                frame_start = time.perf_counter()
-                result = self._segment_frame(index, nearest_painted(index, painted_list))
-                if result is None:
+        targets = [i for i in self.frame_range if i not in self.painted]
+        options = self.pipeline
+        if options.batch_size is None and targets:
+            options = PipelineOptions(default_batch_size(self.model), options.read_ahead, options.overlap_retrieval)
+        stage = Stage(self._embeddings, self._decode, self._finish)
+        with closing(pipelined(stage, self.source, self.pixels, targets, options)) as results:
+            for done, index in enumerate(self.frame_range, 1):
+                if self._stop_requested():  # frames the pipeline finished ahead are dropped
                     return
-                segmented += 1
-                remaining_targets -= 1
-                segment_time += time.perf_counter() - frame_start
-            elapsed = time.perf_counter() - start
-            eta = segment_time / segmented * remaining_targets if segmented else None
-            self._progress(Progress(done, total, elapsed, eta))
-            yield result
+                if index in self.painted:
+                    result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
+                else:
+                    frame_start = time.perf_counter()
+                    segmented_frame = next(results, None)
+                    if segmented_frame is None:  # stopped half-way through a frame
+                        return
+                    result, blank_note = segmented_frame
+                    warn_blank(f"frame {index} of {self.source.name}", blank_note)
+                    segmented += 1
+                    remaining_targets -= 1
+                    segment_time += time.perf_counter() - frame_start
+                elapsed = time.perf_counter() - start
+                eta = segment_time / segmented * remaining_targets if segmented else None
+                self._progress(Progress(done, total, elapsed, eta))
+                yield result
 
-    def _segment_frame(self, index: int, reference_frame: int) -> FrameResult | None:
-        """Segment every object of ``reference_frame`` in frame ``index``; None if stopped half-way."""
+    def _decode(self, index: int, _rgb: np.ndarray, embedding: ImageEmbedding) -> _FrameJob | None:
+        """The device's part of frame ``index``: every object's cascade; None if stopped half-way."""
+        reference_frame = nearest_painted(index, list(self.painted))
         references = self._references_of(reference_frame)
-        embedding = self._embedding(self._rgb(index))
-        segmentations = {}
+        decoded = {}
         for label, reference in references.items():
             if self._stop_requested():
                 return None
-            segmentations[label] = segment_embedding(self.model, reference, embedding, self.settings)
+            decoded[label] = decode_candidates(self.model, reference, embedding, self.settings)
+        return _FrameJob(index, reference_frame, references, embedding, decoded)
+
+    def _finish(self, job: _FrameJob) -> FrameResult:
+        """The CPU's part of a frame (a pool thread): every object's retrieval and mask, then the labels."""
+        segmentations = {
+            label: choose_candidate(self.model, job.references[label], job.embedding, self.settings, decoded)
+            for label, decoded in job.decoded.items()
+        }
         labels = combine(self.source.frame_shape, self.label_dtype, segmentations)
-        return FrameResult(index, labels, segmentations, reference_frame, False)
+        return FrameResult(job.index, labels, segmentations, job.reference_frame, False)
 
     def _rgb(self, index: int) -> np.ndarray:
         """Frame ``index`` as SAM's RGB, with a warning if SAM sees nothing in it (each frame is read once a run)."""
         return self.pixels.rgb(self.source.read(index), name=f"frame {index} of {self.source.name}")
 
-    def _embedding(self, rgb: np.ndarray) -> ImageEmbedding:
+    def _embeddings(self, rgbs: list[np.ndarray]) -> list[ImageEmbedding]:
+        """Each frame's embedding (one encoder call for those not cached), counted in ``encoded``."""
         if self.cache is None:
-            self.encoded += 1
-            return encode_image(self.model, rgb)
+            self.encoded += len(rgbs)
+            return encode_images(self.model, rgbs)
         misses = self.cache.stats.misses
-        embedding = self.cache.embedding(self.model, rgb)
+        embeddings = self.cache.embeddings(self.model, rgbs)
         self.encoded += self.cache.stats.misses - misses
-        return embedding
+        return embeddings
 
     def _references_of(self, frame: int) -> dict[int, Reference]:
         """label → Reference of painted ``frame``, built once per (frame, label)."""
@@ -336,7 +368,7 @@ class Propagation:
             reference = self._memo.get(key)
             if reference is None:
                 if embedding is None:
-                    embedding = self._embedding(rgb)
+                    embedding = self._embeddings([rgb])[0]
                 reference = self._build_reference(embedding, mask, frame, label)
                 self._memo.put(key, reference)
             self._references[frame, label] = reference
@@ -351,3 +383,14 @@ class Propagation:
             return prepare_reference(self.model, embedding, mask, self.settings)
         except ReferenceError as err:
             raise ReferenceError(f"object {label} on frame {frame}: {err}") from None
+
+
+@dataclass(frozen=True)
+class _FrameJob:
+    """One frame between its cascade (device) and its retrieval (pool thread)."""
+
+    index: int
+    reference_frame: int
+    references: dict[int, Reference]
+    embedding: ImageEmbedding
+    decoded: dict[int, Decoded]
