@@ -6,26 +6,29 @@ import threading
 
 import numpy as np
 import pytest
+import tifffile
 
 import napari_p2sam.engine.propagate as propagate_module
 from napari_p2sam import P2SAM, Settings
+from napari_p2sam.cli import main
 from napari_p2sam.engine.embeddings import encode_image, encode_images
 from napari_p2sam.engine.pipeline import PipelineOptions
 from napari_p2sam.engine.propagate import nearest_painted, propagate
 from napari_p2sam.engine.sources import ArrayFrames, SourceError
+from napari_p2sam.scripting import segment_stack
 
 P2 = Settings(variant="medical", parts=(1, 2), background_parts=(1, 1))
-NATURAL = Settings(variant="natural", parts=(1, 3))
+NATURAL = Settings(variant="natural", parts=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def stack():
-    """Nine 48×64 RGB frames; objects 3 and 7 painted on frame 0, object 3 alone on frame 6."""
-    frames = np.random.default_rng(5).integers(0, 255, (9, 48, 64, 3), dtype=np.uint8)
+    """Seven 48×64 RGB frames; objects 3 and 7 painted on frame 0, object 3 alone on frame 5."""
+    frames = np.random.default_rng(5).integers(0, 255, (7, 48, 64, 3), dtype=np.uint8)
     references = np.zeros(frames.shape[:3], np.uint8)
     references[0, 8:30, 6:30] = 3
     references[0, 20:44, 34:60] = 7
-    references[6, 12:36, 20:50] = 3
+    references[5, 12:36, 20:50] = 3
     return frames, references
 
 
@@ -165,11 +168,11 @@ class BrokenFrames(ArrayFrames):
 def test_an_unreadable_frame_is_the_runs_error_after_the_frames_before_it(small_model, stack, expected):
     frames, references = stack
     kept = []
-    run = propagate(small_model, BrokenFrames(frames, broken=5), references, P2, pipeline=PipelineOptions(batch_size=4))
-    with pytest.raises(SourceError, match="frame 5 of the array is damaged"):
+    run = propagate(small_model, BrokenFrames(frames, broken=4), references, P2, pipeline=PipelineOptions(batch_size=4))
+    with pytest.raises(SourceError, match="frame 4 of the array is damaged"):
         for result in run:
             kept.append(result)
-    assert [r.index for r in kept] == [0, 1, 2, 3, 4]
+    assert [r.index for r in kept] == [0, 1, 2, 3]
     assert_same(kept, expected["p2"], references)
     assert pipeline_threads() == []
 
@@ -179,3 +182,64 @@ def test_an_unreadable_frame_is_the_runs_error_after_the_frames_before_it(small_
 def test_pipeline_options_are_checked(field, value):
     with pytest.raises(ValueError, match=f"{field.replace('_', ' ')} must be a whole number of frames ≥ 1, got"):
         PipelineOptions(**{field: value})
+
+
+def test_the_command_line_and_the_python_api_take_a_batch_size(small_checkpoint, small_model, stack, tmp_path):
+    frames, references = stack
+    tifffile.imwrite(tmp_path / "stack.tif", frames[:5], photometric="rgb")
+    tifffile.imwrite(tmp_path / "labels.tif", references[:5])
+    one_at_a_time = np.stack([r.labels for r in propagate(small_model, frames[:5], references[:5], P2)])
+    code = main(
+        [
+            "segment",
+            str(tmp_path / "stack.tif"),
+            "--checkpoint",
+            str(small_checkpoint),
+            "--reference-mask",
+            str(tmp_path / "labels.tif"),
+            "--out",
+            str(tmp_path / "out.tif"),
+            "--variant",
+            "medical",
+            "--parts",
+            "1",
+            "2",
+            "--batch-size",
+            "3",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), one_at_a_time)
+    from_api = segment_stack(frames[:5], references[:5], model=small_model, settings=P2, batch_size=2)
+    np.testing.assert_array_equal(from_api, one_at_a_time)
+    with pytest.raises(ValueError, match="batch size must be a whole number of frames ≥ 1, got 0"):
+        segment_stack(frames[:5], references[:5], model=small_model, settings=P2, batch_size=0)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_the_command_line_refuses_a_bad_batch_size(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as stopped:
+        main(
+            [
+                "segment",
+                "in.tif",
+                "--checkpoint",
+                "x.pth",
+                "--reference-mask",
+                "m.tif",
+                "--out",
+                "o.tif",
+                "--batch-size",
+                value,
+            ]
+        )
+    assert stopped.value.code == 2
+    assert f"--batch-size: expected a whole number of frames ≥ 1, got '{value}'" in capsys.readouterr().err
+
+
+def test_a_run_of_painted_frames_only_starts_no_work(small_model, stack):
+    frames, references = stack
+    run = propagate(small_model, frames[:1], references[:1], P2)
+    assert [r.painted for r in run] == [True] and run.encoded == 0
+    assert pipeline_threads() == []

@@ -528,3 +528,11 @@ def test_a_blank_frame_is_a_warning_in_the_dock(qtbot, viewer_and_widget, notifi
     warned = [text for severity, text in notifications if severity == "warning"]
     assert len(warned) == 1 and "frame 2" in warned[0] and "is constant" in warned[0], notifications
     assert widget.last_summary.done == FRAMES
+
+
+def test_the_batch_size_setting_reaches_the_model_process_and_changes_no_result(qtbot, viewer_and_widget, tiny_model):
+    viewer, widget = viewer_and_widget
+    widget.batch_size.value = 2
+    assert_a_full_run_works(qtbot, widget)
+    expected = segment_stack(*stack(), model=tiny_model, settings=widget.settings(), batch_size=1)
+    np.testing.assert_array_equal(layer(viewer, "movie P²SAM").data, expected)

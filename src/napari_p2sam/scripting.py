@@ -86,15 +86,19 @@ def segment_stack(
     frame_range: range | None = None,
     cache: EmbeddingCache | str | Path | None = None,
     max_objects: int | None = MAX_OBJECTS,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Segment a stack from its painted frames; returns labels ``(T, H, W)``.
 
     ``frames``: ``(T, Y, X)`` or ``(T, Y, X, C)`` (numpy, dask, zarr), a
     TIFF, a folder of images or a video. ``references``: labels ``(T, H, W)``
     with the objects painted on one or more frames, or ``{frame: (H, W)
-    labels}``. Frames outside ``frame_range`` stay 0. Other options as in
+    labels}``. Frames outside ``frame_range`` stay 0. ``batch_size``: frames
+    per encoder call (default: from free GPU memory on CUDA, 1 elsewhere; on
+    the CPU the results do not depend on it). Other options as in
     :func:`segment_layers`.
     """
+    from .engine.pipeline import PipelineOptions
     from .engine.propagate import propagate
     from .models.loading import as_model
 
@@ -106,6 +110,7 @@ def segment_stack(
         frame_range=frame_range,
         cache=as_cache(cache),
         max_objects=max_objects,
+        pipeline=PipelineOptions(batch_size=batch_size),
     )
     height, width = propagation.source.frame_shape
     labels = np.zeros((len(propagation.source), height, width), dtype=propagation.label_dtype)

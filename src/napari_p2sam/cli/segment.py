@@ -97,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--background-parts", type=int, nargs=2, metavar=("MIN", "MAX"), help="background part counts (medical)"
     )
     parser.add_argument("--retrieval", choices=("exact", "sampled"), help="EMD solver (default exact)")
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        metavar="N",
+        help="frames per encoder call (default: from free GPU memory on CUDA, 1 elsewhere)",
+    )
 
 
 def frame_slice(text: str) -> slice:
@@ -109,6 +115,13 @@ def frame_slice(text: str) -> slice:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected START:STOP (e.g. 10:50 or 10:), got {text!r}") from None
     return slice(start, stop)
+
+
+def batch_size(text: str) -> int:
+    """``N`` (a whole number ≥ 1) → int; argparse reports anything else."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames ≥ 1, got {text!r}")
+    return int(text)
 
 
 def channel_choice(text: str) -> int | tuple[int, ...]:
@@ -217,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
     # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
     from ..engine.cache import EmbeddingCache
+    from ..engine.pipeline import PipelineOptions
     from ..engine.propagate import painted_frames, propagate
 
     cache = EmbeddingCache(args.cache) if args.cache else None
@@ -237,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         channel=pixels.channel,
         progress=bar.show,
         max_objects=None,
+        pipeline=PipelineOptions(batch_size=args.batch_size),
     )
     dtype = output_dtype(propagation, args.format)
     folder = out.parent.resolve()

@@ -43,7 +43,7 @@ POLL_S = 0.05
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """How a stack run overlaps its work (see the module docstring); none of it changes a result.
+    """How a stack run overlaps its work (see the module docstring); on the CPU none of it changes a result.
 
     ``batch_size``: frames per encoder call; None: :func:`default_batch_size`.
     ``read_ahead``: frames read and converted ahead of the encoder; None: twice the batch.
@@ -63,10 +63,8 @@ class PipelineOptions:
 
 
 def default_batch_size(model: SamModel) -> int:
-    """Frames per encoder call when none is given: from free device memory on CUDA, 1 elsewhere.
-
-    On the CPU a batch is no faster per frame (``docs/benchmarks.md``), so one frame at a time.
-    """
+    """Frames per batch when none is given: from free device memory on CUDA, 1 elsewhere (where each frame
+    has its own encoder call anyway, see :func:`~napari_p2sam.engine.embeddings.encode_images`)."""
     return cuda_batch_size(model) if model.device.type == "cuda" else 1
 
 

@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,12 +83,13 @@ def propagate(
     stack). ``channel``: one channel, or three as R, G, B, of multi-channel
     frames. ``progress`` is called once before the first frame and after
     each frame; ``should_stop`` is checked before each frame and between
-    objects (a frame stopped half-way is dropped). ``max_objects``: more
+    objects (a frame stopped half-way is dropped, and so are frames the
+    pipeline finished ahead). ``max_objects``: more
     objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
     (None: any number). ``memo``: references built by earlier runs, kept by
     the caller for the next (default: none kept beyond this run).
     ``pipeline``: batch size, read-ahead and overlap of the work
-    (:class:`~napari_p2sam.engine.pipeline.PipelineOptions`; no option changes a result).
+    (:class:`~napari_p2sam.engine.pipeline.PipelineOptions`; on the CPU no option changes a result).
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
@@ -295,8 +296,8 @@ class Propagation:
             self._references_of(frame)  # every reference problem shows before the first frame
         targets = [i for i in self.frame_range if i not in self.painted]
         options = self.pipeline
-        if options.batch_size is None and targets:
-            options = PipelineOptions(default_batch_size(self.model), options.read_ahead, options.overlap_retrieval)
+        if options.batch_size is None:
+            options = replace(options, batch_size=default_batch_size(self.model) if targets else 1)
         stage = Stage(self._embeddings, self._decode, self._finish)
         with closing(pipelined(stage, self.source, self.pixels, targets, options)) as results:
             for done, index in enumerate(self.frame_range, 1):

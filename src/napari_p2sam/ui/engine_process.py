@@ -75,7 +75,8 @@ class RunRequest:
     """One run: frames (served on request), references ``{frame: (H, W) labels}``, what to produce, how.
 
     ``cache_folder``: the embedding cache's folder (None: no cache).
-    ``threads``: torch's CPU threads in the child.
+    ``threads``: torch's CPU threads in the child. ``batch_size``: frames per
+    encoder call (None: the engine chooses).
     """
 
     frames: FramesInfo
@@ -85,6 +86,7 @@ class RunRequest:
     model: ModelChoice
     cache_folder: str | None
     threads: int | None
+    batch_size: int | None = None
 
 
 class EngineProcess:
@@ -159,6 +161,7 @@ class EngineProcess:
         *,
         cache_folder: str | None = None,
         threads: int | None = None,
+        batch_size: int | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[FrameUpdate]:
         """Run in the child; yield a :class:`FrameUpdate` per finished frame, return the :class:`RunSummary`.
@@ -178,7 +181,7 @@ class EngineProcess:
             summary.cancelled = True
             return summary
         request = RunRequest(
-            FramesInfo.of(frames), dict(references), frame_range, settings, model, cache_folder, threads
+            FramesInfo.of(frames), dict(references), frame_range, settings, model, cache_folder, threads, batch_size
         )
         ended = False
         stop_deadline = None
@@ -350,6 +353,7 @@ def serve(connection: Connection) -> None:
             request.model,
             models=models,
             threads=request.threads,
+            batch_size=request.batch_size,
             cache=cache,
             memo=memo,
             should_stop=inbox.stop.is_set,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..engine.cache import EmbeddingCache
+from ..engine.pipeline import PipelineOptions
 from ..engine.propagate import Progress, ReferenceMemo, propagate
 from ..engine.settings import Settings
 from ..engine.sources import FrameSource
@@ -61,6 +62,7 @@ def run_frames(
     memo: ReferenceMemo | None = None,
     should_stop: Callable[[], bool] | None = None,
     summary: RunSummary | None = None,
+    batch_size: int | None = None,
 ) -> Iterator[FrameUpdate]:
     """Yield a :class:`FrameUpdate` per finished frame of ``frame_range``; returns the :class:`RunSummary`
     (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
@@ -69,7 +71,7 @@ def run_frames(
     has checked (or had confirmed). ``memo``: references kept by the caller
     across runs. ``should_stop`` is checked between
     frames and objects: a stop keeps every frame yielded so far. Errors are
-    raised.
+    raised. ``batch_size``: frames per encoder call (None: the engine chooses).
     """
     start = time.perf_counter()
     summary = summary if summary is not None else RunSummary()
@@ -86,6 +88,7 @@ def run_frames(
         should_stop=should_stop,
         max_objects=None,
         memo=memo,
+        pipeline=PipelineOptions(batch_size=batch_size),
     )
     try:
         for result in propagation:

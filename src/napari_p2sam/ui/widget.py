@@ -48,6 +48,8 @@ SHOW_INTERVAL_MS = 100
 TURN_PAUSE_MS = 5
 """Pause between the steps that start a run (see ``in_turns``)."""
 SINGLE_IMAGE = "none (one image)"
+BATCH_SIZES = [("auto", 0)] + [(str(n), n) for n in (1, 2, 4, 8, 16, 32)]
+"""Frames per encoder call offered (0: the engine chooses)."""
 
 
 def model_choices(_widget=None) -> list[tuple[str, str]]:
@@ -131,6 +133,11 @@ class P2SAMWidget(Container):
         self.device = ComboBox(
             label="device", choices=[AUTO_DEVICE, "cpu"], tooltip="auto: a GPU when there is one, else the CPU"
         )
+        self.batch_size = ComboBox(
+            label="batch size",
+            choices=BATCH_SIZES,
+            tooltip="frames per encoder call; auto: from free GPU memory on CUDA, 1 elsewhere",
+        )
         self.preset = ComboBox(label="preset", choices=list(PRESETS), value="photos")
         self.method = ComboBox(label="method", choices=list(METHODS))
         self.variant = ComboBox(
@@ -160,6 +167,7 @@ class P2SAMWidget(Container):
                 self.checkpoint,
                 self.normalization,
                 self.device,
+                self.batch_size,
                 self.preset,
                 self.method,
                 self.variant,
@@ -470,6 +478,7 @@ class P2SAMWidget(Container):
             cache_folder=self._cache_folder.name,
             should_stop=self._stop.is_set,
             threads=max(1, (os.cpu_count() or 2) - 1),  # leave a core to napari, so it stays smooth
+            batch_size=self.batch_size.value or None,
             _start_thread=False,
         )
         worker.yielded.connect(self._frame_done)
