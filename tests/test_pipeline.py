@@ -104,21 +104,22 @@ def test_every_pipeline_gives_the_sequential_results(
     assert pipeline_threads() == []
 
 
-def test_a_stop_in_the_middle_of_a_batch_keeps_the_frames_given(small_model, stack, expected):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_stop_in_the_middle_of_a_batch_keeps_the_finished_frames(small_model, stack, expected, overlap):
     frames, references = stack
-    kept = []
+    checks = []
+    # checks: the references of frames 0 and 5 (2), painted frame 0 (1), the batch of frames 1..4 (1),
+    # frame 1's objects 3 and 7 (2), frame 2's object 3 (1): the stop comes half-way through frame 2
     run = propagate(
         small_model,
         frames,
         references,
         P2,
-        should_stop=lambda: len(kept) >= 3,
-        pipeline=PipelineOptions(batch_size=4),
+        should_stop=lambda: checks.append(1) or len(checks) >= 7,
+        pipeline=PipelineOptions(batch_size=4, overlap_retrieval=overlap),
     )
-    for result in run:
-        kept.append(result)
-        assert pipeline_threads() != [] or result.index == 0  # the pipeline runs while frames are given
-    assert [r.index for r in kept] == [0, 1, 2] and run.cancelled
+    kept = list(run)
+    assert [r.index for r in kept] == [0, 1] and run.cancelled
     assert_same(kept, expected["p2"], references)
     assert pipeline_threads() == []
 

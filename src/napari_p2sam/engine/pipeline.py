@@ -149,14 +149,18 @@ def pipelined(
     pixels: Pixels,
     indices: Sequence[int],
     options: PipelineOptions,
+    should_stop: Callable[[], bool],
 ) -> Iterator[tuple[Result, str | None]]:
     """``(result, note)`` of each of ``indices``, in order (``note``: why SAM sees nothing in the frame, or None).
 
     ``options.batch_size`` must be set. Frame ``i`` is given once frame
     ``i + batch_size`` is decoded (or the frames run out), so the order of
-    the work does not depend on timing. A ``decode`` that returns None (a
-    stop) ends the iteration. An error (reading a frame, encoding, decoding,
-    a retrieval) is raised after every frame before it.
+    the work does not depend on timing. ``should_stop`` is checked before
+    each batch; a stop there, or a ``decode`` that returns None (a stop
+    half-way through a frame), ends the iteration: the frames decoded before
+    it are finished and given (their retrieval awaited), the others dropped.
+    An error (reading a frame, encoding, decoding, a retrieval) is raised
+    after every frame before it.
     """
     batch_size = options.batch_size
     pool = None
@@ -175,8 +179,8 @@ def pipelined(
             raise
 
     def frames() -> Iterator[tuple[Result, str | None]]:
-        remaining = len(indices)
-        while remaining:
+        remaining, stopped = len(indices), False
+        while remaining and not stopped and not should_stop():
             batch, error = [], None
             try:
                 while len(batch) < min(batch_size, remaining):
@@ -188,14 +192,15 @@ def pipelined(
             for (index, rgb, note), embedding in zip(batch, embeddings):
                 job = stage.decode(index, rgb, embedding)
                 if job is None:
-                    return
+                    stopped = True
+                    break
                 if pool is None:
                     yield stage.finish(job), note
                     continue
                 pending.append((pool.submit(stage.finish, job), note))
                 if len(pending) > batch_size:
                     yield oldest()
-            if error is not None:
+            if error is not None and not stopped:
                 raise error
         while pending:
             yield oldest()

@@ -82,9 +82,10 @@ def propagate(
     mapping of non-uint8 frames (default: 0.5–99.5 percentiles over the
     stack). ``channel``: one channel, or three as R, G, B, of multi-channel
     frames. ``progress`` is called once before the first frame and after
-    each frame; ``should_stop`` is checked before each frame and between
-    objects (a frame stopped half-way is dropped, and so are frames the
-    pipeline finished ahead). ``max_objects``: more
+    each frame; ``should_stop`` is checked before each frame's work (each
+    batch's) and between objects: a stop keeps every frame whose objects
+    were all decoded before it (their retrieval is awaited) and drops a
+    frame stopped half-way. ``max_objects``: more
     objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
     (None: any number). ``memo``: references built by earlier runs, kept by
     the caller for the next (default: none kept beyond this run).
@@ -299,16 +300,17 @@ class Propagation:
         if options.batch_size is None:
             options = replace(options, batch_size=default_batch_size(self.model) if targets else 1)
         stage = Stage(self._embeddings, self._decode, self._finish)
-        with closing(pipelined(stage, self.source, self.pixels, targets, options)) as results:
+        results = pipelined(stage, self.source, self.pixels, targets, options, self._stop_requested)
+        with closing(results):
             for done, index in enumerate(self.frame_range, 1):
-                if self._stop_requested():  # frames the pipeline finished ahead are dropped
-                    return
                 if index in self.painted:
+                    if self._stop_requested():
+                        return
                     result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
                 else:
                     frame_start = time.perf_counter()
                     segmented_frame = next(results, None)
-                    if segmented_frame is None:  # stopped half-way through a frame
+                    if segmented_frame is None:  # stopped
                         return
                     result, blank_note = segmented_frame
                     warn_blank(f"frame {index} of {self.source.name}", blank_note)
