@@ -38,8 +38,9 @@ import numpy as np
 import torch
 
 from napari_p2sam import SamModel, Settings, preset
-from napari_p2sam.engine.cache import EmbeddingCache, encoder_key, entry_checksum, pixel_hash
+from napari_p2sam.engine.cache import EmbeddingCache, encoder_key, entry_checksum
 from napari_p2sam.engine.embeddings import encode_image
+from napari_p2sam.engine.pixels import image_key
 from napari_p2sam.engine.propagate import propagate
 from napari_p2sam.models.allocator import keep_freed_memory
 
@@ -160,7 +161,7 @@ def bench_verify(reads: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         cache = EmbeddingCache(folder)
         cache.save(model, frames[0], embedding)
-        entry = Path(folder) / encoder_key(model) / pixel_hash(frames[0])
+        entry = Path(folder) / encoder_key(model) / image_key(frames[0])
         verified, plain, checksum = [], [], []
         for _ in range(reads):
             start = time.perf_counter()

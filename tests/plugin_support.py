@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_p2sam.ui.engine_process import EngineProcess
+from napari_p2sam.worker.engine_process import EngineProcess
 
 
 @pytest.fixture

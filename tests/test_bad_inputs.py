@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_p2sam import P2SAM, ImageInputError, ReferenceError, Settings
+from napari_p2sam import P2SAM, ImageInputError, ReferenceInputError, Settings
 from napari_p2sam.engine.pixels import BlankImageWarning, intensity_to_uint8, to_rgb_uint8
 from napari_p2sam.engine.propagate import propagate
 from napari_p2sam.engine.settings import preset
@@ -29,20 +29,20 @@ def textured(size=128, seed=0):
 
 
 def test_empty_reference_mask(p2sam):
-    with pytest.raises(ReferenceError, match="reference mask is empty: paint the object"):
+    with pytest.raises(ReferenceInputError, match="reference mask is empty: paint the object"):
         p2sam.set_reference(textured(), np.zeros((128, 128), np.uint8))
     assert p2sam.reference is None
 
 
 def test_mask_of_another_size(p2sam):
-    with pytest.raises(ReferenceError, match=r"mask is 64×64 but the reference image is 128×128"):
+    with pytest.raises(ReferenceInputError, match=r"mask is 64×64 but the reference image is 128×128"):
         p2sam.set_reference(textured(), square(64, 8, 40))
 
 
 @pytest.mark.parametrize("persam_mask", [square(64), square().astype(np.float32)])
 def test_persam_mask_of_another_size_or_type(tiny_model, persam_mask):
     persam = P2SAM(tiny_model, preset="persam")
-    with pytest.raises(ReferenceError, match="persam_mask must be 128×128 uint8"):
+    with pytest.raises(ReferenceInputError, match="persam_mask must be 128×128 uint8"):
         persam.set_reference(textured(), square(), persam_mask=persam_mask)
 
 
@@ -91,12 +91,12 @@ def test_no_usable_part_count(tiny_model):
     p2sam = P2SAM(tiny_model, Settings(parts=(4, 5)))
     mask = np.zeros((1024, 1024), np.uint8)
     mask[0:16, 0:32] = 1  # 2 patches
-    with pytest.raises(ReferenceError, match="covers only 2 feature patches.*lower the parts range"):
+    with pytest.raises(ReferenceInputError, match="covers only 2 feature patches.*lower the parts range"):
         p2sam.set_reference(textured(1024), mask)
 
 
 def test_segment_before_reference(p2sam):
-    with pytest.raises(ReferenceError, match="call set_reference"):
+    with pytest.raises(ReferenceInputError, match="call set_reference"):
         p2sam.segment(textured())
 
 

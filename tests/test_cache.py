@@ -16,9 +16,11 @@ import zarr
 
 import napari_p2sam.engine.cache as cache_module
 from napari_p2sam import Settings, load_model
-from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key, pixel_hash
+from napari_p2sam.engine.cache import CacheError, EmbeddingCache, encoder_key
 from napari_p2sam.engine.embeddings import encode_image
+from napari_p2sam.engine.pixels import image_key
 from napari_p2sam.engine.propagate import propagate
+from napari_p2sam.io.errors import settings_of
 
 from .conftest import save_tiny_sam
 from .test_download import read_only
@@ -144,13 +146,14 @@ def test_unwritable_cache_folder_is_refused_at_once(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
     for folder in (blocker, blocker / "cache"):
-        with pytest.raises(CacheError, match="cannot be written to.*choose another folder"):
+        with pytest.raises(CacheError, match="cannot be written to.*choose another cache folder") as refused:
             EmbeddingCache(folder)
+        assert settings_of(refused.value) == ("cache",)  # the command line adds --cache
     assert blocker.read_text() == "keep me"
 
 
 def entry_of(folder: Path, model, frame: np.ndarray) -> Path:
-    return folder / encoder_key(model) / pixel_hash(frame)
+    return folder / encoder_key(model) / image_key(frame)
 
 
 def chunk_of(entry: Path) -> Path:

@@ -287,7 +287,7 @@ def test_existing_output_is_never_overwritten(checkpoint, inputs, capsys):
     (inputs / "pngs").mkdir()
     (inputs / "pngs" / "a.png").write_bytes(b"precious too")
     base = [inputs / "stack.tif", "--checkpoint", checkpoint, "--reference-mask", inputs / "mask.png", *FAST]
-    assert "out.tif already exists; choose another --out or pass --overwrite" in fails(
+    assert "out.tif already exists; choose another output, or allow replacing it (--out, --overwrite)" in fails(
         capsys, *base, "--out", inputs / "out.tif"
     )
     assert "pngs already exists" in fails(capsys, *base, "--out", inputs / "pngs", "--format", "png")

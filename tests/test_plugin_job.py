@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
-from napari_p2sam.ui.job import LayerInputError, build_job, frame_geometry
+from napari_p2sam.layers.job import LayerInputError, build_job, frame_geometry
 
 
 def painted(shape, frame=None, value=1):

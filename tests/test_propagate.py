@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 import napari_p2sam.engine.propagate as propagate_module
-from napari_p2sam import P2SAM, ReferenceError, Settings
+from napari_p2sam import P2SAM, ReferenceInputError, Settings
 from napari_p2sam.engine.cache import EmbeddingCache
 from napari_p2sam.engine.propagate import (
     Progress,
@@ -239,7 +239,7 @@ def test_reads_a_tiff_path(small_model, frames, tmp_path):
     ],
 )
 def test_bad_references_are_refused_before_any_work(small_model, frames, tmp_path, references, message):
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceInputError, match=message):
         propagate(small_model, frames, references, FAST, cache=EmbeddingCache(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == []
 
@@ -258,6 +258,6 @@ def test_an_object_too_small_for_the_parts_stops_before_the_first_frame(small_mo
     references = labels_like(frames)
     references[0, 10:12, 10:12] = 5
     run = propagate(small_model, frames, references, Settings(parts=(3, 4)))
-    with pytest.raises(ReferenceError, match="object 5 on frame 0: .*lower the parts range"):
+    with pytest.raises(ReferenceInputError, match="object 5 on frame 0: .*lower the parts range"):
         next(run)
     assert run.encoded == 1  # only the reference frame

@@ -21,6 +21,7 @@ from napari_p2sam.engine.sources import (
     pixels_for,
     stack_limits,
 )
+from napari_p2sam.io.errors import settings_of
 
 RNG = np.random.default_rng(7)
 
@@ -170,8 +171,9 @@ def test_a_stack_named_png_in_a_folder_is_refused_not_cut_to_one_frame(tmp_path)
     for i in range(2):
         Image.fromarray(np.full((20, 30), i, np.uint8)).save(tmp_path / f"{i}.png")
     tifffile.imwrite(tmp_path / "2.png", np.zeros((5, 20, 30), np.uint8), photometric="minisblack")
-    with pytest.raises(SourceError, match=r"2\.png holds a stack .* \(5, 20, 30\).*--skip-unreadable"):
+    with pytest.raises(SourceError, match=r"2\.png holds a stack .* \(5, 20, 30\).*skip unreadable files") as refused:
         open_source(tmp_path)
+    assert settings_of(refused.value) == ("skip_unreadable",)
     source = open_source(tmp_path, skip_unreadable=True)
     assert [p.name for p in source.files] == ["0.png", "1.png"]
     assert [p.name for p, _ in source.skipped] == ["2.png"]
@@ -192,8 +194,11 @@ def test_a_truncated_compressed_image_is_named_alone_and_skipped_in_a_folder_whe
     for skip in (False, True):  # alone, there is nothing to go on with
         with pytest.raises(SourceError, match=r"1\.tif is cut short: 0 of the 1 pages .*no frame can be read"):
             open_source(tmp_path / "1.tif", skip_unreadable=skip)
-    with pytest.raises(SourceError, match=r"1\.tif is cut short.*nothing was skipped.*--skip-unreadable"):
+    with pytest.raises(
+        SourceError, match=r"1\.tif is cut short.*nothing was skipped.*skip unreadable files"
+    ) as refused:
         open_source(tmp_path)
+    assert settings_of(refused.value) == ("skip_unreadable",)
     source = open_source(tmp_path, skip_unreadable=True)
     assert [p.name for p in source.files] == ["0.tif", "2.tif"]
     assert [(p.name, "cut short" in why) for p, why in source.skipped] == [("1.tif", True)]
@@ -212,9 +217,10 @@ def test_a_stack_cut_short_says_how_many_pages_are_there_and_goes_on_only_when_a
     with pytest.raises(
         SourceError,
         match=r"stack\.tif is cut short: 5 of the 7 or more pages it claims are complete, "
-        r"page 5 on is missing; nothing was read.*--skip-unreadable",
-    ):
+        r"page 5 on is missing; nothing was read.*by skipping what cannot be read",
+    ) as refused:
         open_source(path)
+    assert settings_of(refused.value) == ("skip_unreadable",)  # the command line adds --skip-unreadable
     source = open_source(path, skip_unreadable=True)
     assert len(source) == 5 and "5 of the 7 or more pages" in source.skipped[0][1]
     for index in range(5):
@@ -308,8 +314,11 @@ def test_folder_with_an_unreadable_file_names_it(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((8, 8), i, np.uint8)).save(tmp_path / f"{i}.png")
     (tmp_path / "1.png").write_bytes(b"broken")
-    with pytest.raises(SourceError, match=r"1\.png cannot be read.*nothing was skipped.*--skip-unreadable"):
+    with pytest.raises(
+        SourceError, match=r"1\.png cannot be read.*nothing was skipped.*skip unreadable files"
+    ) as refused:
         open_source(tmp_path)
+    assert settings_of(refused.value) == ("skip_unreadable",)
     source = open_source(tmp_path, skip_unreadable=True)
     assert [p.name for p in source.files] == ["0.png", "2.png"]
     assert [p.name for p, _ in source.skipped] == ["1.png"]

@@ -50,6 +50,7 @@ def digest(path: Path) -> str:
         (["segment", "--help"], "--reference-mask"),
         (["eval", "--help"], "perseg"),
         (["eval", "cvc", "--help"], "--videos"),
+        (["open-results", "--help"], "report.csv"),
     ],
 )
 def test_help_is_fast_and_does_not_import_torch(args, expected):
@@ -88,7 +89,8 @@ def test_existing_outputs_are_refused_fast_and_kept(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"napari-p2sam segment: error: {out} already exists; choose another --out or pass --overwrite"
+        f"napari-p2sam segment: error: {out} already exists; choose another output, or allow replacing it "
+        "(--out, --overwrite)"
     )
     assert "torch" not in imported and seconds < SECONDS
     assert digest(out) == before

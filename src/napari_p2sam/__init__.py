@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ImageInputError": "engine.pixels",
     "P2SAM": "engine.predictor",
-    "ReferenceError": "engine.reference",
+    "ReferenceInputError": "engine.objects",
     "TooManyObjectsError": "engine.objects",
     "Candidate": "engine.results",
     "Segmentation": "engine.results",

@@ -19,10 +19,11 @@ import numpy as np
 
 from .engine.objects import MAX_OBJECTS, check_object_count
 from .engine.settings import Settings, chosen_settings
+from .engine.stack_job import prepare_stack
 from .io.paths import user_path
-from .ui.engine_process import EngineProcess
-from .ui.job import build_job, frame_geometry
-from .ui.model_choice import resolve_model
+from .layers.job import build_job, frame_geometry
+from .worker.engine_process import EngineProcess
+from .worker.model_choice import resolve_model
 
 if TYPE_CHECKING:
     from .engine.cache import EmbeddingCache
@@ -98,20 +99,18 @@ def segment_stack(
     the CPU the results do not depend on it). Other options as in
     :func:`segment_layers`.
     """
-    from .engine.pipeline import PipelineOptions
-    from .engine.propagate import propagate
+    job = prepare_stack(frames, references, frame_range=frame_range, max_objects=max_objects)
+    settings = chosen_settings(settings, preset)
+    from .engine.pipeline import PipelineOptions  # torch loads here, after the inputs were checked
+    from .engine.propagate import run_stack
     from .models.loading import as_model
 
-    propagation = propagate(
-        as_model(model, device),
-        frames,
-        references,
-        chosen_settings(settings, preset),
-        frame_range=frame_range,
-        cache=as_cache(cache),
-        max_objects=max_objects,
-        pipeline=PipelineOptions(batch_size=batch_size),
-    )
+    try:
+        pipeline = PipelineOptions(batch_size=batch_size)
+        propagation = run_stack(as_model(model, device), job, settings, cache=as_cache(cache), pipeline=pipeline)
+    except BaseException:
+        job.close()
+        raise
     height, width = propagation.source.frame_shape
     labels = np.zeros((len(propagation.source), height, width), dtype=propagation.label_dtype)
     for result in propagation:
@@ -122,9 +121,10 @@ def segment_stack(
 def run_layer_job(job, settings: Settings, model, device: str | None, cache):
     """The job's frame updates: in a model process for a name or path, here for a loaded model."""
     if not isinstance(model, (str, Path)):
-        from .ui.run import run_frames
+        from .worker.run import run_frames
 
-        yield from run_frames(job.frames, job.references, job.frame_range, settings, model, cache=as_cache(cache))
+        stack = prepare_stack(job.frames, job.references, frame_range=job.frame_range, max_objects=None)
+        yield from run_frames(stack, settings, model, cache=as_cache(cache))
         return
     choice = resolve_model(model, device=device, download_progress=True)
     folder = None if cache is None else str(user_path(cache) if isinstance(cache, (str, Path)) else cache.folder)

@@ -20,8 +20,10 @@ COMMANDS = {
     "segment": "segment an image, stack, folder or video from painted reference frame(s)",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
     "models": "list, download, verify and locate the named SAM models",
+    "open-results": "open an item of a batch's output folder in napari, its flagged frames listed",
 }
-"""Sub-command → help line; module ``napari_p2sam.cli.<name>`` has ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""Sub-command → help line; module ``napari_p2sam.cli.<name>`` (``-`` written ``_``) has
+``add_arguments(parser)`` and ``run(args) -> int``."""
 
 
 class UserError(Exception):
@@ -56,12 +58,20 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     for name, help_line in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_line)
         if name == command:
-            module = importlib.import_module(f"{__name__}.{name}")
+            module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
             cmd.description = module.__doc__
             cmd.formatter_class = argparse.RawDescriptionHelpFormatter
             module.add_arguments(cmd)
             cmd.set_defaults(run=module.run)
     return parser
+
+
+def flags_for(err: BaseException) -> str:
+    """`` (--out, --overwrite)``: the options that fix ``err``, as the engine named them (empty if none)."""
+    from ..io.errors import settings_of
+
+    flags = [f"--{name.replace('_', '-')}" for name in settings_of(err)]
+    return f" ({', '.join(flags)})" if flags else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UserError, ValueError, OSError) as err:  # the engine's input, model and file errors
-        print(f"napari-p2sam {args.command}: error: {err}", file=sys.stderr)
+        print(f"napari-p2sam {args.command}: error: {err}{flags_for(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"napari-p2sam {args.command}: interrupted", file=sys.stderr)

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count, painted_only
+from ..engine.objects import MAX_OBJECTS, TooManyObjectsError, check_object_count
 from ..engine.pixels import DEFAULT_PERCENTILES
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
-from ..engine.sources import FrameSource, open_source, pixels_for
+from ..engine.sources import open_source
+from ..engine.stack_job import StackJob, prepare_stack, read_reference_masks
 from ..io.label_files import png_dtype, write_label_pngs, write_label_tiff
 from ..io.outputs import check_output, locked, write_output
 from ..io.paths import user_path
@@ -147,39 +148,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**fields)
 
 
-def read_references(path: Path, source: FrameSource, reference_frame: int | None) -> dict[int, np.ndarray]:
-    """``{frame: (H, W) labels}`` from a 2D mask (painted on ``reference_frame``) or a labels stack.
-
-    A labels stack is read one frame at a time; only its painted frames are kept.
-    A colour mask uses its first channel.
-    """
-    from ..engine.reference import ReferenceError  # imports torch
-
-    masks = open_source(path)
-    try:
-        if len(masks) == 1:
-            return {0 if reference_frame is None else reference_frame: first_channel(masks.read(0))}
-        if reference_frame is not None:
-            raise ReferenceError(
-                f"--reference-frame is for a 2D mask, but {path} is a labels stack of {len(masks)} frames "
-                "(its painted frames are the ones with non-zero pixels); leave --reference-frame out"
-            )
-        if len(masks) != len(source):
-            raise ReferenceError(
-                f"the labels stack {path} has {len(masks)} frames but {source.name} has {len(source)}; give a labels "
-                "stack with one frame per input frame, or one 2D mask with --reference-frame N"
-            )
-        painted = painted_only((index, first_channel(masks.read(index))) for index in range(len(masks)))
-        if not painted:
-            raise ReferenceError(
-                f"the labels stack {path} has no painted pixel in any of its {len(masks)} frames: paint the object(s) "
-                "with a non-zero label on at least one frame"
-            )
-        return painted
-    finally:
-        masks.close()
-
-
 def frame_range(frames: slice | None, count: int) -> range | None:
     """The frames to produce; a START:STOP outside ``0..count`` is reported by the driver."""
     if frames is None:
@@ -187,11 +155,6 @@ def frame_range(frames: slice | None, count: int) -> range | None:
     start = 0 if frames.start is None else frames.start
     stop = count if frames.stop is None else frames.stop
     return range(start, stop)
-
-
-def first_channel(mask: np.ndarray) -> np.ndarray:
-    """A mask's first channel if it has channels (a colour mask), else the mask."""
-    return mask[..., 0] if mask.ndim == 3 else mask
 
 
 def write_labels(
@@ -205,11 +168,11 @@ def write_labels(
     return write_label_pngs(path, ((result.index, result.labels) for result in propagation), count, dtype)
 
 
-def output_dtype(propagation: Propagation, fmt: str) -> np.dtype:
+def output_dtype(job: StackJob, fmt: str) -> np.dtype:
     """The label dtype to write; PNG takes non-negative labels up to 65535."""
     if fmt == "tif":
-        return propagation.label_dtype
-    values = [int(v) for labels in propagation.painted.values() for v in (labels.min(), labels.max())]
+        return job.label_dtype
+    values = [int(v) for labels in job.painted.values() for v in (labels.min(), labels.max())]
     return png_dtype(min(values), max(values))
 
 
@@ -226,43 +189,41 @@ def run(args: argparse.Namespace) -> int:
     check_out(args)
     settings = settings_from_args(args)
     source = open_source(args.input, axes=args.axes, skip_unreadable=args.skip_unreadable)
-    for path, reason in source.skipped:
-        print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
-    # torch loads here, after the checks of OUT, the options and INPUT, which answer at once
-    from ..engine.cache import EmbeddingCache
-    from ..engine.pipeline import PipelineOptions
-    from ..engine.propagate import painted_frames, propagate
-
-    cache = EmbeddingCache(args.cache) if args.cache else None
-    references = painted_frames(read_references(args.reference_mask, source, args.reference_frame), source)
-    objects = confirmed_objects(references, args.max_objects)
-    pixels = pixels_for(source, channel=args.channel, limits=args.limits, percentiles=tuple(args.percentiles))
-    model = load_model_from(args)
-
-    bar = ProgressBar(enabled=not args.quiet)
-    propagation = propagate(
-        model,
-        source,
-        references,
-        settings,
-        frame_range=frame_range(args.frames, len(source)),
-        cache=cache,
-        limits=pixels.limits,
-        channel=pixels.channel,
-        progress=bar.show,
-        max_objects=None,
-        pipeline=PipelineOptions(batch_size=args.batch_size),
-    )
-    dtype = output_dtype(propagation, args.format)
-    folder = out.parent.resolve()
-    created = "" if folder.is_dir() else f"; created the folder {folder}"
     try:
-        with locked(out, lambda: check_out(args)):
-            written = write_output(
-                out, lambda path: write_labels(path, args.format, propagation, source.frame_shape, len(source), dtype)
-            )
+        for path, reason in source.skipped:
+            print(f"napari-p2sam segment: skipped unreadable file {path} ({reason})", file=sys.stderr)
+        job = prepare_stack(
+            source,
+            read_reference_masks(args.reference_mask, source, args.reference_frame),
+            frame_range=frame_range(args.frames, len(source)),
+            limits=args.limits,
+            percentiles=tuple(args.percentiles),
+            channel=args.channel,
+            max_objects=None,
+        )
+        objects = confirmed_objects(job.painted, args.max_objects)
+        dtype = output_dtype(job, args.format)
+        # torch loads here, after OUT, the options, INPUT and the references were checked
+        from ..engine.cache import EmbeddingCache
+        from ..engine.pipeline import PipelineOptions
+        from ..engine.propagate import run_stack
+
+        cache = EmbeddingCache(args.cache) if args.cache else None
+        model = load_model_from(args)
+        bar = ProgressBar(enabled=not args.quiet)
+        pipeline = PipelineOptions(batch_size=args.batch_size)
+        propagation = run_stack(model, job, settings, cache=cache, progress=bar.show, pipeline=pipeline)
+        folder = out.parent.resolve()
+        created = "" if folder.is_dir() else f"; created the folder {folder}"
+        try:
+            with locked(out, lambda: check_out(args)):
+                written = write_output(
+                    out,
+                    lambda path: write_labels(path, args.format, propagation, source.frame_shape, len(source), dtype),
+                )
+        finally:
+            bar.close()
     finally:
-        bar.close()
         source.close()
     reused = f", {cache.stats.hits} from the cache" if cache else ""
     print(

@@ -42,9 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.errors import for_settings
 from ..models.loading import SamModel
 from .embeddings import ImageEmbedding, encode_images
-from .predictor import image_key as pixel_hash
+from .pixels import image_key
 
 FORMAT_VERSION = 2
 """Bump when the meaning of a stored embedding changes; older entries are then never reused.
@@ -103,9 +104,12 @@ class EmbeddingCache:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            raise CacheError(
-                f"the cache folder {self.folder} cannot be written to ({err.strerror or err}); "
-                "choose another folder (--cache DIR) or fix its permissions"
+            raise for_settings(
+                CacheError(
+                    f"the cache folder {self.folder} cannot be written to ({err.strerror or err}); "
+                    "choose another cache folder or fix its permissions"
+                ),
+                "cache",
             ) from None
 
     def group(self, model: SamModel) -> Path:
@@ -125,7 +129,7 @@ class EmbeddingCache:
         """
         import zarr
 
-        key = pixel_hash(image_rgb)
+        key = image_key(image_rgb)
         path = self.folder / encoder_key(model) / key
         if not path.exists():
             return None
@@ -155,7 +159,7 @@ class EmbeddingCache:
         """Store ``embedding`` atomically (an existing complete entry is kept)."""
         import zarr
 
-        key = pixel_hash(image_rgb)
+        key = image_key(image_rgb)
         group = self.group(model)
         final = group / key
         if final.exists():
@@ -190,7 +194,7 @@ class EmbeddingCache:
 
         An image repeated in the batch is encoded once, as one after the other would be.
         """
-        keys = [pixel_hash(image) for image in images_rgb]
+        keys = [image_key(image) for image in images_rgb]
         found = {key: self.load(model, image) for key, image in zip(keys, images_rgb)}
         missing = {key: image for key, image in zip(keys, images_rgb) if found[key] is None}
         if missing:

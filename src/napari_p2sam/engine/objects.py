@@ -1,5 +1,7 @@
 """The objects of a reference: each non-zero label value of the painted frames is one object.
 
+A reference that cannot be used raises :class:`ReferenceInputError` (no torch needed to catch it).
+
 A "mask" with hundreds of label values is most often an image given by
 mistake (a photo has up to 255 grey levels); segmenting each value as an
 object would take minutes to hours. So runs with more than
@@ -15,6 +17,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 MAX_OBJECTS = 50
+
+
+class ReferenceInputError(ValueError):
+    """A reference mask that cannot be used, with what to do about it."""
 
 
 class TooManyObjectsError(ValueError):

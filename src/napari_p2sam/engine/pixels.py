@@ -13,6 +13,7 @@ the mapping) shows SAM nothing: :func:`warn_if_blank` says so, in words.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -145,3 +146,10 @@ def to_binary_mask(mask: np.ndarray) -> np.ndarray:
     if np.issubdtype(mask.dtype, np.floating):
         return np.nan_to_num(mask, nan=0.0) != 0
     return mask != 0
+
+
+def image_key(image_rgb: np.ndarray) -> str:
+    """Content hash of an ``(H, W, 3)`` uint8 image (shape included)."""
+    digest = hashlib.blake2b(image_rgb.tobytes(), digest_size=16)
+    digest.update(repr(image_rgb.shape).encode())
+    return digest.hexdigest()

@@ -11,74 +11,19 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..models.loading import SamModel, as_model
-from .embeddings import ImageEmbedding, encode_image, resizer
-from .pixels import to_binary_mask, to_rgb_uint8, warn_if_blank
-from .reference import Reference, ReferenceError, build_reference, persam_patch_mask
+from .embeddings import ImageEmbedding, encode_image
+from .objects import ReferenceInputError
+from .pixels import image_key, to_rgb_uint8, warn_if_blank
+from .reference import Reference, prepare_reference
 from .segment import Segmentation, segment_embedding
 from .settings import Settings, chosen_settings
-
-
-def image_key(image_rgb: np.ndarray) -> str:
-    """Content hash of an ``(H, W, 3)`` uint8 image (shape included)."""
-    digest = hashlib.blake2b(image_rgb.tobytes(), digest_size=16)
-    digest.update(repr(image_rgb.shape).encode())
-    return digest.hexdigest()
-
-
-def persam_patches(model: SamModel, embedding: ImageEmbedding, values: np.ndarray) -> torch.Tensor:
-    """PerSAM's ``(grid, grid)`` object patches from the ``(H, W)`` uint8 ``values`` it reads."""
-    return persam_patch_mask(
-        values,
-        resizer(model),
-        model.sam.image_encoder.img_size,
-        embedding.features.shape[-1],
-        float(model.sam.pixel_mean[0]),
-        float(model.sam.pixel_std[0]),
-    )
-
-
-def prepare_reference(
-    model: SamModel,
-    embedding: ImageEmbedding,
-    mask: np.ndarray,
-    settings: Settings,
-    persam_mask: np.ndarray | None = None,
-) -> Reference:
-    """Build the reference for ``settings``; :class:`ReferenceError` if no part count fits the object.
-
-    Method ``persam`` chooses the object's patches by PerSAM's rule on
-    ``persam_mask`` (``(H, W)`` uint8), by default the binarised mask as 0/255;
-    P²SAM uses the midpoint rule on the binarised mask.
-    """
-    patches = None
-    if settings.method == "persam":
-        if persam_mask is None:
-            persam_mask = to_binary_mask(mask).astype(np.uint8) * 255
-        patches = persam_patches(model, embedding, persam_mask)
-    reference = build_reference(
-        embedding,
-        mask,
-        transform=resizer(model),
-        img_size=model.sam.image_encoder.img_size,
-        parts=settings.part_range,
-        background_parts=settings.background_parts if settings.uses_background_parts else None,
-        patches=patches,
-    )
-    if not reference.parts:
-        raise ReferenceError(
-            f"the object covers only {reference.foreground.shape[0]} feature patches (16×16 px of SAM's "
-            f"1024-px frame), fewer than the smallest part count {settings.part_range[0]}; lower the parts range"
-        )
-    return reference
 
 
 class P2SAM:
@@ -148,17 +93,17 @@ class P2SAM:
         image = np.asarray(image)
         mask = np.asarray(mask)
         if mask.shape[:2] != image.shape[:2]:
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"the reference mask is {mask.shape[0]}×{mask.shape[1]} but the reference image is "
                 f"{image.shape[0]}×{image.shape[1]}; they must be the same size"
             )
         if persam_mask is not None and (persam_mask.shape != image.shape[:2] or persam_mask.dtype != np.uint8):
-            raise ReferenceError(
+            raise ReferenceInputError(
                 f"persam_mask must be {image.shape[0]}×{image.shape[1]} uint8, "
                 f"got {persam_mask.shape} {persam_mask.dtype}"
             )
         if not np.nan_to_num(mask.astype(np.float64)).any():
-            raise ReferenceError(
+            raise ReferenceInputError(
                 "the reference mask is empty: paint the object (any non-zero value) on the reference frame"
             )
         rgb = to_rgb_uint8(image, limits=limits)
@@ -186,7 +131,7 @@ class P2SAM:
     def segment_embedding(self, embedding: ImageEmbedding) -> Segmentation:
         """Segment an already encoded target."""
         if self.reference is None:
-            raise ReferenceError("no reference yet: call set_reference(image, mask) first")
+            raise ReferenceInputError("no reference yet: call set_reference(image, mask) first")
         return segment_embedding(self.model, self.reference, embedding, self.settings)
 
     def segment(self, image: np.ndarray, *, limits: tuple[float, float] | None = None) -> Segmentation:
@@ -196,7 +141,7 @@ class P2SAM:
         ``(N, 2)`` (x, y), ``labels``, ``score`` and the chosen ``k``.
         """
         if self.reference is None:
-            raise ReferenceError("no reference yet: call set_reference(image, mask) first")
+            raise ReferenceInputError("no reference yet: call set_reference(image, mask) first")
         start = time.perf_counter()
         embedding = self.encode(image, limits=limits)
         encoded = time.perf_counter()

@@ -40,17 +40,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..models.loading import SamModel
-from .cache import EmbeddingCache, encoder_key, pixel_hash
+from .cache import EmbeddingCache, encoder_key
 from .embeddings import ImageEmbedding, encode_images
-from .objects import MAX_OBJECTS, check_object_count, painted_only
+from .objects import MAX_OBJECTS, ReferenceInputError
 from .pipeline import PipelineOptions, Stage, default_batch_size, pipelined
-from .pixels import warn_blank
-from .predictor import prepare_reference
-from .reference import Reference, ReferenceError
+from .pixels import image_key, warn_blank
+from .reference import Reference, prepare_reference
 from .results import FrameResult, Progress, Segmentation
 from .segment import Decoded, choose_candidate, decode_candidates
 from .settings import Settings
-from .sources import FrameSource, Pixels, open_source, pixels_for
+from .stack_job import StackJob, prepare_stack
 
 
 class PropagationCancelled(Exception):
@@ -94,92 +93,41 @@ def propagate(
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
-    user-facing messages) here, before any work.
+    user-facing messages) here, before any work: this is
+    :func:`~napari_p2sam.engine.stack_job.prepare_stack` then :func:`run_stack`.
     """
-    source = open_source(frames)
-    opened = source is not frames
-    try:
-        painted = painted_frames(references, source)
-        check_object_count(painted, max_objects)
-        frame_range = check_frame_range(frame_range, len(source))
-        pixels = pixels_for(source, channel=channel, limits=limits)
-    except BaseException:
-        if opened:
-            source.close()
-        raise
+    job = prepare_stack(
+        frames, references, frame_range=frame_range, limits=limits, channel=channel, max_objects=max_objects
+    )
+    return run_stack(
+        model, job, settings, cache=cache, progress=progress, should_stop=should_stop, memo=memo, pipeline=pipeline
+    )
+
+
+def run_stack(
+    model: SamModel,
+    job: StackJob,
+    settings: Settings,
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    memo: ReferenceMemo | None = None,
+    pipeline: PipelineOptions | None = None,
+) -> Propagation:
+    """Run a job that :func:`~napari_p2sam.engine.stack_job.prepare_stack` checked; the options are
+    :func:`propagate`'s. Reference problems (an object too small for the part counts) raise when the
+    iteration starts, before the first frame."""
     return Propagation(
         model,
-        source,
-        painted,
+        job,
         settings,
-        frame_range,
-        pixels,
         cache,
         progress,
         should_stop,
         memo if memo is not None else ReferenceMemo(),
         pipeline or PipelineOptions(),
-        close_source=opened,
     )
-
-
-def painted_frames(references, source: FrameSource) -> dict[int, np.ndarray]:
-    """``{frame: (H, W) labels}`` of the frames with paint, copied; checked against ``source``."""
-    count, shape = len(source), source.frame_shape
-    if isinstance(references, Mapping):
-        items = []
-        for index, labels in references.items():
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < count:
-                raise ReferenceError(
-                    f"reference frame {index} is out of range: {source.name} has {count} frame(s) (0..{count - 1})"
-                )
-            items.append((int(index), labels))
-    else:
-        if not hasattr(references, "shape"):
-            references = np.asarray(references)
-        if len(references.shape) != 3 or references.shape[0] != count:
-            raise ReferenceError(
-                f"the references have shape {tuple(references.shape)} but {source.name} has {count} frame(s) of "
-                f"{shape[0]}×{shape[1]}: give a labels stack ({count}, {shape[0]}, {shape[1]}) or "
-                "{frame_index: 2D labels}"
-            )
-        items = ((i, references[i]) for i in range(count))
-
-    def checked(items):
-        for index, labels in items:
-            labels = np.asarray(labels)
-            if labels.shape != shape:
-                source.read(index)  # a source whose frames change size (a video) says so, naming which frames
-                raise ReferenceError(
-                    f"the reference for frame {index} is {'×'.join(map(str, labels.shape))} but the frames are "
-                    f"{shape[0]}×{shape[1]}; paint the reference on a frame of the stack itself"
-                )
-            if labels.dtype.kind not in "biu":
-                raise ReferenceError(f"reference labels must be integers (or bool), got {labels.dtype}")
-            yield index, labels
-
-    painted = {
-        index: labels.astype(np.uint8) if labels.dtype == np.bool_ else labels.copy()
-        for index, labels in painted_only(checked(items)).items()
-    }
-    if not painted:
-        raise ReferenceError(
-            f"no painted pixel in any reference frame of {source.name}: paint the object(s) with a non-zero label "
-            "on at least one frame"
-        )
-    return dict(sorted(painted.items()))
-
-
-def check_frame_range(frame_range: range | None, count: int) -> range:
-    """``frame_range`` (default all frames), checked to lie inside ``0..count``."""
-    if frame_range is None:
-        return range(count)
-    if frame_range.step < 1 or len(frame_range) == 0 or frame_range.start < 0 or frame_range[-1] >= count:
-        raise ValueError(
-            f"frames {frame_range.start}:{frame_range.stop} cannot be produced: the stack has {count} frame(s) "
-            f"(0..{count - 1}); give a non-empty range START:STOP inside it"
-        )
-    return frame_range
 
 
 def nearest_painted(index: int, painted: list[int]) -> int:
@@ -229,32 +177,27 @@ class Propagation:
     def __init__(
         self,
         model: SamModel,
-        source: FrameSource,
-        painted: dict[int, np.ndarray],
+        job: StackJob,
         settings: Settings,
-        frame_range: range,
-        pixels: Pixels,
         cache: EmbeddingCache | None,
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
         memo: ReferenceMemo,
         pipeline: PipelineOptions,
-        *,
-        close_source: bool,
     ) -> None:
         self.model = model
-        self.source = source
-        self.painted = painted
+        self.source = job.source
+        self.painted = job.painted
         self.settings = settings
-        self.frame_range = frame_range
-        self.pixels = pixels
+        self.frame_range = job.frame_range
+        self.pixels = job.pixels
         self.cache = cache
         self.encoded = 0
         self.cancelled = False
-        self.label_dtype = np.result_type(*painted.values())
+        self.label_dtype = job.label_dtype
         self._progress = progress or (lambda _: None)
         self._should_stop = should_stop or (lambda: False)
-        self._close_source = close_source
+        self._job = job
         self._references: dict[tuple[int, int], Reference] = {}
         self._memo = memo
         self.pipeline = pipeline
@@ -276,8 +219,7 @@ class Propagation:
         except PropagationCancelled:
             self.cancelled = True
         finally:
-            if self._close_source:
-                self.source.close()
+            self._job.close()
 
     def _stop_requested(self) -> bool:
         if self._should_stop():
@@ -363,7 +305,7 @@ class Propagation:
         if all((frame, label) in self._references for label in labels):
             return {label: self._references[frame, label] for label in labels}
         rgb = self._rgb(frame)
-        frame_key = (encoder_key(self.model), pixel_hash(rgb), self._reference_settings())
+        frame_key = (encoder_key(self.model), image_key(rgb), self._reference_settings())
         embedding = None
         for label in labels:
             mask = paint == label
@@ -384,8 +326,8 @@ class Propagation:
     def _build_reference(self, embedding: ImageEmbedding, mask: np.ndarray, frame: int, label: int) -> Reference:
         try:
             return prepare_reference(self.model, embedding, mask, self.settings)
-        except ReferenceError as err:
-            raise ReferenceError(f"object {label} on frame {frame}: {err}") from None
+        except ReferenceInputError as err:
+            raise ReferenceInputError(f"object {label} on frame {frame}: {err}") from None
 
 
 @dataclass(frozen=True)

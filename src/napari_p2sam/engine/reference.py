@@ -16,12 +16,11 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from .embeddings import ImageEmbedding
+from ..models.loading import SamModel
+from .embeddings import ImageEmbedding, resizer
+from .objects import ReferenceInputError
 from .pixels import ImageInputError, to_binary_mask
-
-
-class ReferenceError(ValueError):
-    """A reference mask that cannot be used, with what to do about it."""
+from .settings import Settings
 
 
 def patch_mask(mask: np.ndarray, transform, img_size: int, grid: int) -> torch.Tensor:
@@ -121,16 +120,16 @@ def build_reference(
     """
     mask = np.asarray(mask)
     if mask.shape[:2] != tuple(embedding.original_size):
-        raise ReferenceError(
+        raise ReferenceInputError(
             f"the reference mask is {mask.shape[0]}×{mask.shape[1]} but its image is "
             f"{embedding.original_size[0]}×{embedding.original_size[1]}; paint the mask on the reference image itself"
         )
     try:
         binary = to_binary_mask(mask)
     except ImageInputError as err:
-        raise ReferenceError(str(err)) from None
+        raise ReferenceInputError(str(err)) from None
     if not binary.any():
-        raise ReferenceError(
+        raise ReferenceInputError(
             "the reference mask is empty: paint the object (any non-zero value) on the reference frame"
         )
     feats = embedding.features[0].permute(1, 2, 0)  # (grid, grid, C)
@@ -156,6 +155,53 @@ def build_reference(
             for n in range(background_parts[0], background_parts[1] + 1)
             if 0 < n <= background.shape[0]
         }
+    return reference
+
+
+def persam_patches(model: SamModel, embedding: ImageEmbedding, values: np.ndarray) -> torch.Tensor:
+    """PerSAM's ``(grid, grid)`` object patches from the ``(H, W)`` uint8 ``values`` it reads."""
+    return persam_patch_mask(
+        values,
+        resizer(model),
+        model.sam.image_encoder.img_size,
+        embedding.features.shape[-1],
+        float(model.sam.pixel_mean[0]),
+        float(model.sam.pixel_std[0]),
+    )
+
+
+def prepare_reference(
+    model: SamModel,
+    embedding: ImageEmbedding,
+    mask: np.ndarray,
+    settings: Settings,
+    persam_mask: np.ndarray | None = None,
+) -> Reference:
+    """Build the reference for ``settings``; :class:`ReferenceInputError` if no part count fits the object.
+
+    Method ``persam`` chooses the object's patches by PerSAM's rule on
+    ``persam_mask`` (``(H, W)`` uint8), by default the binarised mask as 0/255;
+    P²SAM uses the midpoint rule on the binarised mask.
+    """
+    patches = None
+    if settings.method == "persam":
+        if persam_mask is None:
+            persam_mask = to_binary_mask(mask).astype(np.uint8) * 255
+        patches = persam_patches(model, embedding, persam_mask)
+    reference = build_reference(
+        embedding,
+        mask,
+        transform=resizer(model),
+        img_size=model.sam.image_encoder.img_size,
+        parts=settings.part_range,
+        background_parts=settings.background_parts if settings.uses_background_parts else None,
+        patches=patches,
+    )
+    if not reference.parts:
+        raise ReferenceInputError(
+            f"the object covers only {reference.foreground.shape[0]} feature patches (16×16 px of SAM's "
+            f"1024-px frame), fewer than the smallest part count {settings.part_range[0]}; lower the parts range"
+        )
     return reference
 
 

@@ -1,7 +1,7 @@
 """What the engine returns: plain records of numpy arrays and numbers, no torch.
 
 They cross the boundary between the process that runs the model and
-napari's process (:mod:`napari_p2sam.ui.engine_process`), so importing this
+napari's process (:mod:`napari_p2sam.worker.engine_process`), so importing this
 module must never import torch.
 """
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.errors import for_settings
 from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, TiffPages, file_kind, pages_are_frames, tiff_pages
 from .pixels import (
     DEFAULT_PERCENTILES,
@@ -225,9 +226,12 @@ def check_going_on(path: Path, pages: TiffPages, pages_are_frames: bool, skip_un
     if not pages_are_frames:
         raise SourceError(f"{problem}; its frames span several pages, so they cannot be told apart: restore the file")
     if not skip_unreadable:
-        raise SourceError(
-            f"{problem}; nothing was read: restore the whole file, or go on with its {pages.complete} complete "
-            "page(s) as frames (--skip-unreadable on the command line, skip_unreadable=True in Python)"
+        raise for_settings(
+            SourceError(
+                f"{problem}; nothing was read: restore the whole file, or go on with its {pages.complete} "
+                "complete page(s) as frames by skipping what cannot be read"
+            ),
+            "skip_unreadable",
         )
 
 
@@ -301,9 +305,9 @@ class FolderFrames(FrameSource):
                 readable.append(path)
             except SourceError as err:
                 if not skip_unreadable:
-                    raise SourceError(
-                        f"{err}; nothing was skipped: fix or remove the file, or skip unreadable files "
-                        "(--skip-unreadable on the command line)"
+                    raise for_settings(
+                        SourceError(f"{err}; nothing was skipped: fix or remove the file, or skip unreadable files"),
+                        "skip_unreadable",
                     ) from None
                 skipped.append((path, str(err)))
         if not readable:
@@ -648,9 +652,9 @@ def check_channel(source: FrameSource, channel) -> int | tuple[int, ...] | None:
     if channel is None:
         if count in (0, 1, 3, 4):
             return None
-        raise SourceError(
-            f"{source.name} has {count} channels; choose one (channel=N, --channel N) or three as R,G,B "
-            f"(channel=(R, G, B), --channel R,G,B) from 0..{count - 1}"
+        raise for_settings(
+            SourceError(f"{source.name} has {count} channels; choose one, or three as R, G, B, from 0..{count - 1}"),
+            "channel",
         )
     if count == 0:
         raise SourceError(f"{source.name} is grayscale: it has no channel to choose; leave the channel unset")

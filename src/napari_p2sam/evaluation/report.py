@@ -2,16 +2,17 @@
 
 Scores are printed and written in percent with two decimals, as the paper
 reports them. ``frames.csv`` keeps the raw pixel counts of every scored frame,
-so any other summary can be recomputed from it. A name that would start a
-spreadsheet formula (``=HYPERLINK(...)``) is written with a leading ``'``, as text.
+so any other summary can be recomputed from it. CSV files go through
+:func:`~napari_p2sam.io.tables.write_csv`, which keeps spreadsheets from
+running a name as a formula.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from statistics import median
 
+from ..io.tables import write_csv
 from .protocols import Summary
 from .runner import Evaluation, FrameScore
 
@@ -58,31 +59,6 @@ def timing_line(evaluation: Evaluation) -> str:
     parts = [f"encoder {median(evaluation.encoder_seconds):.3f}"]
     parts += [f"{m} {median(f.seconds for f in evaluation.scores(m)):.3f}" for m in evaluation.methods]
     return "seconds per image (median): " + ", ".join(parts)
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""How a spreadsheet cell that it would run as a formula begins."""
-
-
-def spreadsheet_text(cell: object) -> str:
-    """``cell`` as CSV text that spreadsheets show as it is: text starting like a formula gets a leading ``'``.
-
-    Numbers (``-0.5``) stay numbers.
-    """
-    text = str(cell)
-    if not text.startswith(FORMULA_STARTS):
-        return text
-    try:
-        float(text)
-    except ValueError:
-        return "'" + text
-    return text
-
-
-def write_csv(path: Path, header: tuple[str, ...] | list[str], rows) -> None:
-    """Write ``header`` and ``rows`` as CSV, every cell through :func:`spreadsheet_text`."""
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([spreadsheet_text(cell) for cell in row] for row in [header, *rows])
 
 
 def write_frames_csv(path: Path, evaluation: Evaluation) -> None:

@@ -5,7 +5,9 @@
   layer (it takes such images for labels);
 - a folder of PNGs (``00012.png`` = frame 12): it holds ``.napari-p2sam.json``,
   which lists the PNGs written into it; the plugin's reader opens such a
-  folder as a Labels layer.
+  folder as a Labels layer;
+- a zarr array (v3, a folder ``NAME.zarr``, written by ``napari-p2sam batch
+  --format zarr``): its attributes hold ``{"written_by": "napari-p2sam"}``.
 
 Only a path that :func:`not_ours` accepts may be replaced by a new output
 (see :mod:`napari_p2sam.io.outputs`).
@@ -24,6 +26,8 @@ from .images import label_dtype
 MARK = "napari-p2sam"
 PNG_LIST = ".napari-p2sam.json"
 """The marker file of a PNG folder we wrote: ``{"written_by": "napari-p2sam", "pngs": [names]}``."""
+ZARR_FILES = ("zarr.json", "c")
+"""What a zarr v3 array folder holds: its metadata and its chunks."""
 
 
 def png_dtype(lowest: int, highest: int) -> np.dtype:
@@ -78,6 +82,50 @@ def write_label_pngs(folder: Path, frames: Iterable[tuple[int, np.ndarray]], cou
     return len(names)
 
 
+def create_label_zarr(path: Path, shape: tuple[int, int, int], chunk_frames: int, dtype: np.dtype):
+    """Create the zarr array of labels ``shape`` (T, H, W) at ``path``, in chunks of ``chunk_frames`` frames.
+
+    Stored as :func:`tiff_dtype` of ``dtype`` (napari shows such arrays as
+    labels), zeros until written, marked as ours; returns the ``zarr.Array``.
+    """
+    import zarr
+
+    chunks = (max(1, min(chunk_frames, shape[0])), *shape[1:])
+    return zarr.create_array(
+        store=str(path),
+        shape=shape,
+        chunks=chunks,
+        dtype=tiff_dtype(dtype),
+        fill_value=0,
+        attributes={"written_by": MARK},
+    )
+
+
+def zarr_marked(path: Path) -> bool:
+    """Whether the folder ``path`` is a zarr array :func:`create_label_zarr` made."""
+    try:
+        meta = json.loads((path / ZARR_FILES[0]).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and isinstance(meta.get("attributes"), dict)
+        and meta["attributes"].get("written_by") == MARK
+    )
+
+
+def lazy_labels(path: Path):
+    """A label TIFF or zarr array we wrote as a lazy dask array (``(T, H, W)``), read a chunk at a time."""
+    import dask.array as da
+    import zarr
+
+    if path.is_dir():
+        return da.from_zarr(zarr.open_array(str(path), mode="r"))
+    import tifffile
+
+    return da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+
+
 def read_label_pngs(folder: Path, names: list[str]) -> np.ndarray:
     """The labels ``(T, H, W)`` of the PNGs ``names`` in ``folder`` (the list :func:`listed_pngs` gives), read whole."""
     from .images import read_image
@@ -97,6 +145,13 @@ def not_ours(path: Path) -> str | None:
     """Why the existing ``path`` is not a label output we wrote (None if it is one, untouched since)."""
     if path.is_symlink():
         return "is a symbolic link"
+    if path.is_dir() and (path / ZARR_FILES[0]).exists():
+        if not zarr_marked(path):
+            return "is a zarr folder napari-p2sam did not write"
+        others = sorted(p.name for p in path.iterdir() if p.name not in ZARR_FILES)
+        if others:
+            return f"holds files napari-p2sam did not write ({', '.join(others[:3])}{', ...' if others[3:] else ''})"
+        return None
     if path.is_dir():
         listed = listed_pngs(path)
         if listed is None:
@@ -139,9 +194,15 @@ def delete_ours(path: Path) -> None:
     """Delete a label output we wrote: the TIFF, or the listed PNGs, the marker and then the folder.
 
     A file someone put into the folder meanwhile is left, and the folder with it.
+    A zarr array we made is deleted whole.
     """
     if not path.is_dir():
         path.unlink()
+        return
+    if zarr_marked(path):
+        import shutil
+
+        shutil.rmtree(path)
         return
     for name in listed_pngs(path) or []:
         (path / name).unlink(missing_ok=True)

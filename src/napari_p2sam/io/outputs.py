@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from .errors import for_settings
 from .images import TIFF_SUFFIXES
 from .label_files import delete_ours, not_ours
 from .paths import in_words
@@ -38,8 +39,13 @@ class OutputError(OSError):
     """An output path that must not be written, with what to do instead."""
 
 
+def refused(message: str, *settings: str) -> OutputError:
+    """An :class:`OutputError` fixed by choosing another output (and ``settings``, if given)."""
+    return for_settings(OutputError(message), "out", *settings)
+
+
 def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path]) -> None:
-    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif" or "png").
+    """Raise :class:`OutputError` unless ``out`` may be written as ``fmt`` ("tif", "png" or "zarr").
 
     ``keep``: what the run reads, e.g. ``{"input": path, "reference mask": path}``;
     ``out`` may not be any of these, hold one, or lie inside one.
@@ -48,20 +54,22 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path])
     for what, path in keep.items():
         relation = overlap(target, path.resolve())
         if relation:
-            raise OutputError(f"--out {out} {relation} the {what} {path}; choose another --out")
+            raise refused(f"the output {out} {relation} the {what} {path}; choose another output")
     if Path.cwd().resolve().is_relative_to(target):
-        raise OutputError(f"--out {out} ({target}) is the current folder or one of its parents; choose another --out")
+        raise refused(f"the output {out} ({target}) is the current folder or one of its parents; choose another output")
     check_folder(out)
     suffix = out.suffix.lower()
     if fmt == "tif" and suffix not in TIFF_SUFFIXES:
-        raise OutputError(
-            f"--out {out} does not end in .tif or .tiff: name it {out.stem}.tif, or pass --format png for PNGs"
+        raise refused(
+            f"the output {out} does not end in .tif or .tiff: name it {out.stem}.tif, or write PNGs", "format"
         )
     if fmt == "png" and suffix in (*TIFF_SUFFIXES, ".png"):
-        raise OutputError(f"--format png writes a folder of PNGs: give --out a folder name such as {out.stem}")
+        raise refused(f"PNGs are written into a folder: name the output as a folder, such as {out.stem}", "format")
+    if fmt == "zarr" and suffix != ".zarr":
+        raise refused(f"a zarr output is a folder ending in .zarr: name it {out.stem}.zarr", "format")
     if out.exists() or out.is_symlink():
         if not overwrite:
-            raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
+            raise refused(f"{out} already exists; choose another output, or allow replacing it", "overwrite")
         check_replaceable(out)
 
 
@@ -71,10 +79,26 @@ def check_folder(out: Path) -> None:
     A missing folder is created when the run writes (:func:`locked`), as ``mkdir -p`` would.
     """
     folder = out.parent.resolve()
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    existing = nearest_folder(folder)
     if not existing.is_dir():
         blocked = "" if existing == folder else f"cannot create the folder {folder}: "
-        raise OutputError(f"--out {out}: {blocked}{existing} is a file, not a folder; choose another --out")
+        raise refused(f"the output {out}: {blocked}{existing} is a file, not a folder; choose another output")
+
+
+def check_writable(out: Path) -> None:
+    """Raise :class:`OutputError` if the folder of ``out`` (or the nearest one above it that exists) cannot be written in.
+
+    For checks made long before the write (a batch checks every item first); call :func:`check_folder` first.
+    """
+    existing = nearest_folder(out.parent.resolve())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        cause = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        raise refused(f"the output {out}: cannot write in {existing} ({cause}); choose another output")
+
+
+def nearest_folder(folder: Path) -> Path:
+    """``folder`` if it exists, else its nearest parent that does (which may be a file)."""
+    return next(path for path in (folder, *folder.parents) if path.exists())
 
 
 def overlap(target: Path, kept: Path) -> str | None:
@@ -94,7 +118,7 @@ def check_replaceable(out: Path) -> None:
         return
     reason = not_ours(out)
     if reason:
-        raise OutputError(f"{out} {reason}, so it is not replaced; choose another --out, or delete it yourself")
+        raise refused(f"{out} {reason}, so it is not replaced; choose another output, or delete it yourself")
 
 
 @contextmanager
@@ -118,8 +142,8 @@ def locked(out: Path, check: Callable[[], None]) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise OutputError(
-            f"another napari-p2sam run is writing {out}; wait for it to finish or choose another --out"
+        raise refused(
+            f"another napari-p2sam run is writing {out}; wait for it to finish or choose another output"
         ) from None
     try:
         check()

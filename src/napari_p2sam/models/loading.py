@@ -27,6 +27,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from ..io.errors import for_settings
 from ..io.paths import user_path
 from .download import download
 from .registry import MODELS, registry_name
@@ -83,9 +84,13 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+            raise for_settings(
+                ValueError("device 'cuda' was asked for but no CUDA GPU is available; use the CPU"), "device"
+            )
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was asked for but Apple's MPS is not available; use --device cpu")
+            raise for_settings(
+                ValueError("device 'mps' was asked for but Apple's MPS is not available; use the CPU"), "device"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -1,1 +1,1 @@
-"""The napari dock widget (Qt) and the layer logic it shares with the scripting API (no Qt)."""
+"""The napari docks (Qt): the one-shot segmentation widget and the scores dock."""

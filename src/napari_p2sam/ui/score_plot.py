@@ -14,19 +14,16 @@ import math
 import matplotlib
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtGui import QPalette
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..engine.quality import outlier_frames
+from ..score_figure import OUTLIER_COLOUR, draw_scores
 
 REDRAW_INTERVAL_MS = 500  # new scores are drawn at most twice a second: a redraw takes 50-90 ms of napari's thread
 CLICK_RADIUS_PX = 10  # a click this close to a point (screen pixels) goes to its frame
-# one colour per object, in label order; no red, which marks the frames that stand out
-LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-OUTLIER_COLOUR = "#d62728"  # matplotlib's tab:red
 
 
 class ScorePlot(QWidget):
@@ -93,60 +90,14 @@ class ScorePlot(QWidget):
 
     def _draw_scores(self, outliers: dict[int, list[int]]) -> None:
         """Draw ``self._scores`` with ``outliers`` (label → frames that stand out) marked."""
-        axes, self._points = self.axes, []
+        axes = self.axes
         axes.clear()
         style = matplotlib.rcParams  # clear() keeps the first background and frame colours: set them again
         self.figure.set_facecolor(style["figure.facecolor"])
         axes.set_facecolor(style["axes.facecolor"])
         for spine in axes.spines.values():
             spine.set_edgecolor(style["axes.edgecolor"])
-        axes.set_xlabel("frame")
-        axes.set_ylabel("score")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        rings, crosses = [], []
-        for index, (label, scores) in enumerate(sorted(self._scores.items())):
-            drawn = sorted((frame, score) for frame, score in scores.items() if math.isfinite(score))
-            if drawn:
-                colour = LINE_COLOURS[index % len(LINE_COLOURS)]
-                axes.plot(*zip(*drawn), marker="o", markersize=3, linewidth=1, color=colour, label=f"label {label}")
-            rings += [(frame, scores[frame]) for frame in outliers[label] if math.isfinite(scores[frame])]
-            crosses += [frame for frame in outliers[label] if scores[frame] == math.inf]
-            self._points += drawn + [(frame, math.inf) for frame in sorted(scores) if scores[frame] == math.inf]
-        if rings:
-            axes.plot(
-                *zip(*rings),
-                linestyle="",
-                marker="o",
-                markersize=9,
-                markerfacecolor="none",
-                markeredgecolor=OUTLIER_COLOUR,
-                markeredgewidth=1.5,
-                label="stands out",
-            )
-        if crosses:
-            top = blended_transform_factory(axes.transData, axes.transAxes)
-            axes.plot(
-                crosses,
-                [1.0] * len(crosses),
-                transform=top,
-                clip_on=False,
-                linestyle="",
-                marker="x",
-                markersize=7,
-                color=OUTLIER_COLOUR,
-                label="empty mask",
-            )
-        if self._scores and not self._points:
-            axes.text(
-                0.5,
-                0.5,
-                "no scores: PerSAM does not score its masks",
-                ha="center",
-                va="center",
-                transform=axes.transAxes,
-            )
-        if self._points:
-            axes.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncols=2, borderaxespad=0, frameon=False)
+        self._points = draw_scores(axes, self._scores, outliers)
 
     def _position(self, frame: int, score: float) -> tuple[float, float]:
         """Where the point of (frame, score) is drawn, in the canvas's pixels from its bottom-left corner."""

@@ -30,13 +30,13 @@ from qtpy.QtWidgets import QComboBox, QMessageBox
 from ..engine.objects import TooManyObjectsError, check_object_count
 from ..engine.settings import METHODS, PRESETS, VARIANTS, Settings
 from ..io.paths import user_path
+from ..layers.job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
+from ..layers.output import RunOutput, add_output_labels, add_prompt_points
 from ..models.download import model_path
 from ..models.registry import MODELS
-from .engine_process import EngineProcess
-from .job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
-from .messages import DownloadMeter, FrameUpdate, RunSummary
-from .model_choice import ModelChoice, resolve_model
-from .output import RunOutput, add_output_labels, add_prompt_points
+from ..worker.engine_process import EngineProcess
+from ..worker.messages import DownloadMeter, FrameUpdate, RunSummary
+from ..worker.model_choice import ModelChoice, resolve_model
 from .scores import FrameScores
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """What a run is asked to do and what it reports: plain records, no torch, no Qt.
 
 They cross the boundary between napari's process and the model's process
-(:mod:`napari_p2sam.ui.engine_process`), so this module must never import
+(:mod:`napari_p2sam.worker.engine_process`), so this module must never import
 torch.
 """
 

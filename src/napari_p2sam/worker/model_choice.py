@@ -1,7 +1,7 @@
 """Which model a run uses, resolved before any work: a registry name becomes its (downloaded) file.
 
 No torch here: napari's process resolves (and downloads) models; the
-model's process only loads files (:mod:`napari_p2sam.ui.engine_process`).
+model's process only loads files (:mod:`napari_p2sam.worker.engine_process`).
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ from multiprocessing.connection import Client, Connection, Listener
 import numpy as np
 
 from ..engine.settings import Settings
+from ..engine.sources import Pixels
+from ..engine.stack_job import prepare_stack
 from .messages import FrameUpdate, RunSummary
 from .model_choice import ModelChoice
 
@@ -72,7 +74,8 @@ class FramesInfo:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """One run: frames (served on request), references ``{frame: (H, W) labels}``, what to produce, how.
+    """One run, checked by napari's side: frames (served on request), the painted frames
+    ``{frame: (H, W) labels}``, what to produce, how frames become RGB, the settings and model.
 
     ``cache_folder``: the embedding cache's folder (None: no cache).
     ``threads``: torch's CPU threads in the child. ``batch_size``: frames per
@@ -80,8 +83,9 @@ class RunRequest:
     """
 
     frames: FramesInfo
-    references: Mapping[int, np.ndarray]
+    painted: dict[int, np.ndarray]
     frame_range: range
+    pixels: Pixels
     settings: Settings
     model: ModelChoice
     cache_folder: str | None
@@ -167,21 +171,33 @@ class EngineProcess:
         """Run in the child; yield a :class:`FrameUpdate` per finished frame, return the :class:`RunSummary`.
 
         ``frames``: a FrameSource in this process, read when the child asks.
-        Never raises for what goes wrong in the child: the summary's
+        The inputs are checked here (:func:`~napari_p2sam.engine.stack_job.prepare_stack`,
+        off napari's event loop: non-uint8 stacks are sampled for their
+        intensity limits), then the child runs them as they are. Never
+        raises for a bad input or what goes wrong in the child: the summary's
         ``error`` says it, and every frame yielded before stays valid.
         """
         summary = RunSummary(total=len(frame_range))
         started = time.perf_counter()
         try:
+            job = prepare_stack(frames, references, frame_range=frame_range, max_objects=None)
             connection = self.connect(should_stop)
-        except EngineProcessError as err:
+        except (ValueError, OSError) as err:
             summary.error = str(err)
             return summary
         if connection is None or (should_stop is not None and should_stop()):
             summary.cancelled = True
             return summary
         request = RunRequest(
-            FramesInfo.of(frames), dict(references), frame_range, settings, model, cache_folder, threads, batch_size
+            FramesInfo.of(frames),
+            job.painted,
+            job.frame_range,
+            job.pixels,
+            settings,
+            model,
+            cache_folder,
+            threads,
+            batch_size,
         )
         ended = False
         stop_deadline = None
@@ -330,6 +346,7 @@ def serve(connection: Connection) -> None:
     """The child's loop: one run after the other, until napari's process goes."""
     from ..engine.cache import EmbeddingCache
     from ..engine.propagate import ReferenceMemo
+    from ..engine.stack_job import StackJob
     from .run import LoadedModels, run_reporting_errors
 
     send_lock = threading.Lock()
@@ -345,10 +362,9 @@ def serve(connection: Connection) -> None:
         _run, request = inbox.next()
         folder = request.cache_folder
         cache = caches.setdefault(folder, EmbeddingCache(folder)) if folder else None
+        job = StackJob(remote_frames(request.frames, send, inbox), request.painted, request.frame_range, request.pixels)
         run = run_reporting_errors(
-            remote_frames(request.frames, send, inbox),
-            request.references,
-            request.frame_range,
+            job,
             request.settings,
             request.model,
             models=models,

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 
 from ..engine.cache import EmbeddingCache
 from ..engine.pipeline import PipelineOptions
-from ..engine.propagate import Progress, ReferenceMemo, propagate
+from ..engine.propagate import Progress, ReferenceMemo, run_stack
 from ..engine.settings import Settings
-from ..engine.sources import FrameSource
+from ..engine.stack_job import StackJob
 from ..models.loading import CheckpointError, SamModel, load_model
 from .messages import FrameUpdate, RunSummary
 from .model_choice import ModelChoice
@@ -52,9 +51,7 @@ class LoadedModels:
 
 
 def run_frames(
-    frames: FrameSource,
-    references: Mapping[int, np.ndarray],
-    frame_range: range,
+    job: StackJob,
     settings: Settings,
     model: SamModel,
     *,
@@ -64,29 +61,26 @@ def run_frames(
     summary: RunSummary | None = None,
     batch_size: int | None = None,
 ) -> Iterator[FrameUpdate]:
-    """Yield a :class:`FrameUpdate` per finished frame of ``frame_range``; returns the :class:`RunSummary`
+    """Yield a :class:`FrameUpdate` per finished frame of the job; returns the :class:`RunSummary`
     (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
 
-    ``references``: frame → ``(H, W)`` labels, whose object count the caller
-    has checked (or had confirmed). ``memo``: references kept by the caller
-    across runs. ``should_stop`` is checked between
-    frames and objects: a stop keeps every frame yielded so far. Errors are
-    raised. ``batch_size``: frames per encoder call (None: the engine chooses).
+    ``job``: checked by :func:`~napari_p2sam.engine.stack_job.prepare_stack`
+    (its object count checked, or confirmed by the user). ``memo``: references
+    kept by the caller across runs. ``should_stop`` is checked between frames
+    and objects: a stop keeps every frame yielded so far. Errors are raised.
+    ``batch_size``: frames per encoder call (None: the engine chooses).
     """
     start = time.perf_counter()
     summary = summary if summary is not None else RunSummary()
-    summary.total = len(frame_range)
+    summary.total = len(job.frame_range)
     latest: dict[str, Progress] = {}
-    propagation = propagate(
+    propagation = run_stack(
         model,
-        frames,
-        references,
+        job,
         settings,
-        frame_range=frame_range,
         cache=cache,
         progress=lambda progress: latest.update(now=progress),
         should_stop=should_stop,
-        max_objects=None,
         memo=memo,
         pipeline=PipelineOptions(batch_size=batch_size),
     )
@@ -102,9 +96,7 @@ def run_frames(
 
 
 def run_reporting_errors(
-    frames: FrameSource,
-    references: Mapping[int, np.ndarray],
-    frame_range: range,
+    job: StackJob,
     settings: Settings,
     model: ModelChoice,
     *,
@@ -119,13 +111,13 @@ def run_reporting_errors(
     with its traceback and summed up in one line. ``threads``: torch's CPU
     threads during the run (restored afterwards).
     """
-    summary = RunSummary(total=len(frame_range))
+    summary = RunSummary(total=len(job.frame_range))
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         sam = models.get(model)
-        yield from run_frames(frames, references, frame_range, settings, sam, summary=summary, **options)
+        yield from run_frames(job, settings, sam, summary=summary, **options)
     except USER_ERRORS as err:
         summary.error = str(err) or type(err).__name__
     except Exception as err:  # a bug: keep the traceback in the log, tell the user in one line
