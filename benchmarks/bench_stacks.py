@@ -20,7 +20,7 @@ in its own process; prints each process's peak resident memory.
 
     python benchmarks/bench_stacks.py cache --frames 20        # a subset of the 200
     python benchmarks/bench_stacks.py verify --reads 50
-    python benchmarks/bench_stacks.py memory --counts 50 500
+    python benchmarks/bench_stacks.py memory --counts 50 500 [--method p2sam]
 """
 
 from __future__ import annotations
@@ -195,13 +195,15 @@ def bench_verify(reads: int) -> None:
     )
 
 
-def bench_memory(counts: list[int]) -> None:
+def bench_memory(counts: list[int], method: str) -> None:
     sys.path.insert(0, str(ROOT))
     import tifffile
 
     from tests.conftest import save_tiny_sam
 
-    print(f"napari-p2sam segment, 256×256 uint16 frames, small random SAM (256-px input), {machine()}\n")
+    print(
+        f"napari-p2sam segment --method {method}, 256×256 uint16 frames, small random SAM (256-px input), {machine()}\n"
+    )
     print("| frames | peak RSS (MiB) | wall (s) |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
@@ -231,7 +233,7 @@ def bench_memory(counts: list[int]) -> None:
                 "--cache",
                 str(folder / "cache"),
                 "--method",
-                "persam",
+                method,
                 "--quiet",
             ]
             start = time.perf_counter()
@@ -259,13 +261,14 @@ def main() -> None:
     verify.add_argument("--reads", type=int, default=50)
     memory = sub.add_parser("memory", help="peak RSS vs stack length")
     memory.add_argument("--counts", type=int, nargs="+", default=[50, 500])
+    memory.add_argument("--method", choices=("persam", "p2sam"), default="persam")
     args = parser.parse_args()
     if args.bench == "cache":
         bench_cache(args.frames, args.preset)
     elif args.bench == "verify":
         bench_verify(args.reads)
     else:
-        bench_memory(args.counts)
+        bench_memory(args.counts, args.method)
 
 
 if __name__ == "__main__":

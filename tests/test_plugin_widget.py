@@ -544,3 +544,11 @@ def test_the_precision_travels_to_the_model_process_which_refuses_fp16_on_the_cp
     ]
     widget.precision.value = "fp32"
     assert_a_full_run_works(qtbot, widget)
+
+
+def test_the_batch_size_setting_reaches_the_model_process_and_changes_no_result(qtbot, viewer_and_widget, tiny_model):
+    viewer, widget = viewer_and_widget
+    widget.batch_size.value = 2
+    assert_a_full_run_works(qtbot, widget)
+    expected = segment_stack(*stack(), model=tiny_model, settings=widget.settings(), batch_size=1)
+    np.testing.assert_array_equal(layer(viewer, "movie P²SAM").data, expected)

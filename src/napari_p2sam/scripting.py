@@ -90,22 +90,29 @@ def segment_stack(
     frame_range: range | None = None,
     cache: EmbeddingCache | str | Path | None = None,
     max_objects: int | None = MAX_OBJECTS,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Segment a stack from its painted frames; returns labels ``(T, H, W)``.
 
     ``frames``: ``(T, Y, X)`` or ``(T, Y, X, C)`` (numpy, dask, zarr), a
     TIFF, a folder of images or a video. ``references``: labels ``(T, H, W)``
     with the objects painted on one or more frames, or ``{frame: (H, W)
-    labels}``. Frames outside ``frame_range`` stay 0. Other options as in
+    labels}``. Frames outside ``frame_range`` stay 0. ``batch_size``: frames
+    per encoder call (default: from free GPU memory on CUDA, 1 elsewhere; on
+    the CPU the results do not depend on it). Other options as in
     :func:`segment_layers`.
     """
     job = prepare_stack(frames, references, frame_range=frame_range, max_objects=max_objects)
     settings = chosen_settings(settings, preset)
-    from .engine.propagate import run_stack  # torch loads here, after the inputs were checked
+    from .engine.pipeline import PipelineOptions  # torch loads here, after the inputs were checked
+    from .engine.propagate import run_stack
     from .models.loading import as_model
 
     try:
-        propagation = run_stack(as_model(model, device, precision), job, settings, cache=as_cache(cache))
+        pipeline = PipelineOptions(batch_size=batch_size)
+        propagation = run_stack(
+            as_model(model, device, precision), job, settings, cache=as_cache(cache), pipeline=pipeline
+        )
     except BaseException:
         job.close()
         raise

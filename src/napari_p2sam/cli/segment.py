@@ -98,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--background-parts", type=int, nargs=2, metavar=("MIN", "MAX"), help="background part counts (medical)"
     )
     parser.add_argument("--retrieval", choices=("exact", "sampled"), help="EMD solver (default exact)")
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        metavar="N",
+        help="frames per encoder call (default: from free GPU memory on CUDA, 1 elsewhere)",
+    )
 
 
 def frame_slice(text: str) -> slice:
@@ -110,6 +116,13 @@ def frame_slice(text: str) -> slice:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected START:STOP (e.g. 10:50 or 10:), got {text!r}") from None
     return slice(start, stop)
+
+
+def batch_size(text: str) -> int:
+    """``N`` (a whole number ≥ 1) → int; argparse reports anything else."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames ≥ 1, got {text!r}")
+    return int(text)
 
 
 def channel_choice(text: str) -> int | tuple[int, ...]:
@@ -192,12 +205,14 @@ def run(args: argparse.Namespace) -> int:
         dtype = output_dtype(job, args.format)
         # torch loads here, after OUT, the options, INPUT and the references were checked
         from ..engine.cache import EmbeddingCache
+        from ..engine.pipeline import PipelineOptions
         from ..engine.propagate import run_stack
 
         cache = EmbeddingCache(args.cache) if args.cache else None
         model = load_model_from(args)
         bar = ProgressBar(enabled=not args.quiet)
-        propagation = run_stack(model, job, settings, cache=cache, progress=bar.show)
+        pipeline = PipelineOptions(batch_size=args.batch_size)
+        propagation = run_stack(model, job, settings, cache=cache, progress=bar.show, pipeline=pipeline)
         folder = out.parent.resolve()
         created = "" if folder.is_dir() else f"; created the folder {folder}"
         try:

@@ -45,7 +45,7 @@ import torch
 
 from ..io.errors import for_settings
 from ..models.loading import SamModel
-from .embeddings import ImageEmbedding, encode_image
+from .embeddings import ImageEmbedding, encode_images
 from .pixels import image_key
 
 FORMAT_VERSION = 2
@@ -189,14 +189,23 @@ class EmbeddingCache:
 
     def embedding(self, model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
         """The embedding of ``image_rgb``: from the cache, else encoded and stored."""
-        cached = self.load(model, image_rgb)
-        if cached is not None:
-            self.stats.hits += 1
-            return cached
-        embedding = encode_image(model, image_rgb)
-        self.save(model, image_rgb, embedding)
-        self.stats.misses += 1
-        return embedding
+        return self.embeddings(model, [image_rgb])[0]
+
+    def embeddings(self, model: SamModel, images_rgb: list[np.ndarray]) -> list[ImageEmbedding]:
+        """The embedding of each image, in order: from the cache, else encoded (all misses in one batch) and stored.
+
+        An image repeated in the batch is encoded once, as one after the other would be.
+        """
+        keys = [image_key(image) for image in images_rgb]
+        found = {key: self.load(model, image) for key, image in zip(keys, images_rgb)}
+        missing = {key: image for key, image in zip(keys, images_rgb) if found[key] is None}
+        if missing:
+            for (key, image), embedding in zip(missing.items(), encode_images(model, list(missing.values()))):
+                self.save(model, image, embedding)
+                found[key] = embedding
+        self.stats.hits += len(images_rgb) - len(missing)
+        self.stats.misses += len(missing)
+        return [found[key] for key in keys]
 
     def clean(self, older_than_s: float = 3600.0) -> int:
         """Remove leftovers of killed writes older than ``older_than_s``; returns how many."""

@@ -50,9 +50,27 @@ def model_input(model: SamModel, image_rgb: np.ndarray) -> tuple[torch.Tensor, t
     return F.pad(x, (0, size - w, 0, size - h)), (h, w)
 
 
-@torch.inference_mode()
 def encode_image(model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
     """Run the image encoder (in the model's precision) on an ``(H, W, 3)`` uint8 image."""
-    x, input_size = model_input(model, image_rgb)
-    features = model.encode(x)
-    return ImageEmbedding(features, input_size, tuple(image_rgb.shape[:2]))
+    return encode_images(model, [image_rgb])[0]
+
+
+@torch.inference_mode()
+def encode_images(model: SamModel, images_rgb: list[np.ndarray]) -> list[ImageEmbedding]:
+    """Encode ``(H, W, 3)`` uint8 images; one embedding each, in order, as :func:`encode_image` gives it.
+
+    On CUDA the images go through the encoder in one call. Elsewhere each has
+    its own call: on the CPU a batched call changes the features' float
+    rounding (seen with small SAMs), and results must stay bitwise those of
+    one image at a time.
+    """
+    inputs = [model_input(model, image) for image in images_rgb]
+    if model.device.type == "cuda":
+        batch = model.encode(torch.cat([x for x, _ in inputs]))
+        features = [batch[i : i + 1] for i in range(len(inputs))]
+    else:
+        features = [model.encode(x) for x, _ in inputs]
+    return [
+        ImageEmbedding(f, input_size, tuple(image.shape[:2]))
+        for f, (_, input_size), image in zip(features, inputs, images_rgb)
+    ]

@@ -120,12 +120,16 @@ def _pixel_words(pixel: np.ndarray) -> str:
 
 def warn_if_blank(image: np.ndarray, rgb: np.ndarray, name: str) -> None:
     """One :class:`BlankImageWarning` naming ``name`` when SAM sees nothing in ``image`` (see :func:`blank_image_note`)."""
-    note = blank_image_note(image, rgb)
+    warn_blank(name, blank_image_note(image, rgb), stacklevel=4)
+
+
+def warn_blank(name: str, note: str | None, *, stacklevel: int = 3) -> None:
+    """One :class:`BlankImageWarning` naming ``name`` when :func:`blank_image_note` gave a ``note``."""
     if note is not None:
         warnings.warn(
             f"{name} {note}: SAM sees nothing in it, so masks found with it mean nothing",
             BlankImageWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -19,7 +19,12 @@ Rules
   is built once per run; with a :class:`ReferenceMemo` that the caller keeps
   (the widget's model process does), later runs reuse it while its pixels,
   mask, model and part settings stay the same.
-- **Memory.** Only the current frame, its embedding and the references are
+- **Pipeline.** Frames are read ahead in a thread, encoded ``batch_size``
+  at a time, and each frame's retrieval runs in a pool thread while the
+  next frames are encoded and decoded (:mod:`~napari_p2sam.engine.pipeline`);
+  the results are those of one frame after the other, bitwise.
+- **Memory.** Only a bounded window of frames (read ahead, one batch, the
+  frames waiting for retrieval), their embeddings and the references are
   held; results are yielded one frame at a time.
 """
 
@@ -29,17 +34,20 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..models.loading import SamModel
 from .cache import EmbeddingCache, encoder_key
-from .embeddings import ImageEmbedding, encode_image
+from .embeddings import ImageEmbedding, encode_images
 from .objects import MAX_OBJECTS, ReferenceInputError
-from .pixels import image_key
+from .pipeline import PipelineOptions, Stage, default_batch_size, pipelined
+from .pixels import image_key, warn_blank
 from .reference import Reference, prepare_reference
 from .results import FrameResult, Progress, Segmentation
-from .segment import segment_embedding
+from .segment import Decoded, choose_candidate, decode_candidates
 from .settings import Settings
 from .stack_job import StackJob, prepare_stack
 
@@ -62,6 +70,7 @@ def propagate(
     should_stop: Callable[[], bool] | None = None,
     max_objects: int | None = MAX_OBJECTS,
     memo: ReferenceMemo | None = None,
+    pipeline: PipelineOptions | None = None,
 ) -> Propagation:
     """Segment every frame of ``frame_range`` from the painted ``references``.
 
@@ -72,11 +81,15 @@ def propagate(
     mapping of non-uint8 frames (default: 0.5–99.5 percentiles over the
     stack). ``channel``: one channel, or three as R, G, B, of multi-channel
     frames. ``progress`` is called once before the first frame and after
-    each frame; ``should_stop`` is checked before each frame and between
-    objects (a frame stopped half-way is dropped). ``max_objects``: more
+    each frame; ``should_stop`` is checked before each frame's work (each
+    batch's) and between objects: a stop keeps every frame whose objects
+    were all decoded before it (their retrieval is awaited) and drops a
+    frame stopped half-way. ``max_objects``: more
     objects than this raise :class:`~napari_p2sam.engine.objects.TooManyObjectsError`
     (None: any number). ``memo``: references built by earlier runs, kept by
     the caller for the next (default: none kept beyond this run).
+    ``pipeline``: batch size, read-ahead and overlap of the work
+    (:class:`~napari_p2sam.engine.pipeline.PipelineOptions`; on the CPU no option changes a result).
 
     Returns an iterator of :class:`FrameResult`, one per frame of
     ``frame_range`` in order. Bad inputs raise (``ValueError`` subclasses with
@@ -86,7 +99,9 @@ def propagate(
     job = prepare_stack(
         frames, references, frame_range=frame_range, limits=limits, channel=channel, max_objects=max_objects
     )
-    return run_stack(model, job, settings, cache=cache, progress=progress, should_stop=should_stop, memo=memo)
+    return run_stack(
+        model, job, settings, cache=cache, progress=progress, should_stop=should_stop, memo=memo, pipeline=pipeline
+    )
 
 
 def run_stack(
@@ -98,12 +113,20 @@ def run_stack(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     memo: ReferenceMemo | None = None,
+    pipeline: PipelineOptions | None = None,
 ) -> Propagation:
     """Run a job that :func:`~napari_p2sam.engine.stack_job.prepare_stack` checked; the options are
     :func:`propagate`'s. Reference problems (an object too small for the part counts) raise when the
     iteration starts, before the first frame."""
     return Propagation(
-        model, job, settings, cache, progress, should_stop, memo if memo is not None else ReferenceMemo()
+        model,
+        job,
+        settings,
+        cache,
+        progress,
+        should_stop,
+        memo if memo is not None else ReferenceMemo(),
+        pipeline or PipelineOptions(),
     )
 
 
@@ -160,6 +183,7 @@ class Propagation:
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
         memo: ReferenceMemo,
+        pipeline: PipelineOptions,
     ) -> None:
         self.model = model
         self.source = job.source
@@ -176,6 +200,7 @@ class Propagation:
         self._job = job
         self._references: dict[tuple[int, int], Reference] = {}
         self._memo = memo
+        self.pipeline = pipeline
         self._frames = self._run()
 
     def __iter__(self) -> Iterator[FrameResult]:
@@ -212,48 +237,66 @@ class Propagation:
             if self._stop_requested():
                 return
             self._references_of(frame)  # every reference problem shows before the first frame
-        for done, index in enumerate(self.frame_range, 1):
-            if self._stop_requested():
-                return
-            if index in self.painted:
-                result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
-            else:
-                frame_start = time.perf_counter()
-                result = self._segment_frame(index, nearest_painted(index, painted_list))
-                if result is None:
-                    return
-                segmented += 1
-                remaining_targets -= 1
-                segment_time += time.perf_counter() - frame_start
-            elapsed = time.perf_counter() - start
-            eta = segment_time / segmented * remaining_targets if segmented else None
-            self._progress(Progress(done, total, elapsed, eta))
-            yield result
+        targets = [i for i in self.frame_range if i not in self.painted]
+        options = self.pipeline
+        if options.batch_size is None:
+            options = replace(options, batch_size=default_batch_size(self.model) if targets else 1)
+        stage = Stage(self._embeddings, self._decode, self._finish)
+        results = pipelined(stage, self.source, self.pixels, targets, options, self._stop_requested)
+        with closing(results):
+            for done, index in enumerate(self.frame_range, 1):
+                if index in self.painted:
+                    if self._stop_requested():
+                        return
+                    result = FrameResult(index, self.painted[index].astype(self.label_dtype), {}, None, True)
+                else:
+                    frame_start = time.perf_counter()
+                    segmented_frame = next(results, None)
+                    if segmented_frame is None:  # stopped
+                        return
+                    result, blank_note = segmented_frame
+                    warn_blank(f"frame {index} of {self.source.name}", blank_note)
+                    segmented += 1
+                    remaining_targets -= 1
+                    segment_time += time.perf_counter() - frame_start
+                elapsed = time.perf_counter() - start
+                eta = segment_time / segmented * remaining_targets if segmented else None
+                self._progress(Progress(done, total, elapsed, eta))
+                yield result
 
-    def _segment_frame(self, index: int, reference_frame: int) -> FrameResult | None:
-        """Segment every object of ``reference_frame`` in frame ``index``; None if stopped half-way."""
+    def _decode(self, index: int, _rgb: np.ndarray, embedding: ImageEmbedding) -> _FrameJob | None:
+        """The device's part of frame ``index``: every object's cascade; None if stopped half-way."""
+        reference_frame = nearest_painted(index, list(self.painted))
         references = self._references_of(reference_frame)
-        embedding = self._embedding(self._rgb(index))
-        segmentations = {}
+        decoded = {}
         for label, reference in references.items():
             if self._stop_requested():
                 return None
-            segmentations[label] = segment_embedding(self.model, reference, embedding, self.settings)
+            decoded[label] = decode_candidates(self.model, reference, embedding, self.settings)
+        return _FrameJob(index, reference_frame, references, embedding, decoded)
+
+    def _finish(self, job: _FrameJob) -> FrameResult:
+        """The CPU's part of a frame (a pool thread): every object's retrieval and mask, then the labels."""
+        segmentations = {
+            label: choose_candidate(self.model, job.references[label], job.embedding, self.settings, decoded)
+            for label, decoded in job.decoded.items()
+        }
         labels = combine(self.source.frame_shape, self.label_dtype, segmentations)
-        return FrameResult(index, labels, segmentations, reference_frame, False)
+        return FrameResult(job.index, labels, segmentations, job.reference_frame, False)
 
     def _rgb(self, index: int) -> np.ndarray:
         """Frame ``index`` as SAM's RGB, with a warning if SAM sees nothing in it (each frame is read once a run)."""
         return self.pixels.rgb(self.source.read(index), name=f"frame {index} of {self.source.name}")
 
-    def _embedding(self, rgb: np.ndarray) -> ImageEmbedding:
+    def _embeddings(self, rgbs: list[np.ndarray]) -> list[ImageEmbedding]:
+        """Each frame's embedding (one encoder call for those not cached), counted in ``encoded``."""
         if self.cache is None:
-            self.encoded += 1
-            return encode_image(self.model, rgb)
+            self.encoded += len(rgbs)
+            return encode_images(self.model, rgbs)
         misses = self.cache.stats.misses
-        embedding = self.cache.embedding(self.model, rgb)
+        embeddings = self.cache.embeddings(self.model, rgbs)
         self.encoded += self.cache.stats.misses - misses
-        return embedding
+        return embeddings
 
     def _references_of(self, frame: int) -> dict[int, Reference]:
         """label → Reference of painted ``frame``, built once per (frame, label)."""
@@ -270,7 +313,7 @@ class Propagation:
             reference = self._memo.get(key)
             if reference is None:
                 if embedding is None:
-                    embedding = self._embedding(rgb)
+                    embedding = self._embeddings([rgb])[0]
                 reference = self._build_reference(embedding, mask, frame, label)
                 self._memo.put(key, reference)
             self._references[frame, label] = reference
@@ -285,3 +328,14 @@ class Propagation:
             return prepare_reference(self.model, embedding, mask, self.settings)
         except ReferenceInputError as err:
             raise ReferenceInputError(f"object {label} on frame {frame}: {err}") from None
+
+
+@dataclass(frozen=True)
+class _FrameJob:
+    """One frame between its cascade (device) and its retrieval (pool thread)."""
+
+    index: int
+    reference_frame: int
+    references: dict[int, Reference]
+    embedding: ImageEmbedding
+    decoded: dict[int, Decoded]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,11 +85,28 @@ class _Stopwatch:
         self.last = now
 
 
-@torch.inference_mode()
+@dataclass
+class Decoded:
+    """One target after the device's work: its candidates, their final low-res logits ``(B, 256, 256)`` and the
+    seconds spent so far per step."""
+
+    candidates: list[Candidate]
+    logits: torch.Tensor
+    timings: dict[str, float]
+
+
 def segment_embedding(
     model: SamModel, reference: Reference, embedding: ImageEmbedding, settings: Settings
 ) -> Segmentation:
     """Segment one encoded target with a prepared reference."""
+    return choose_candidate(
+        model, reference, embedding, settings, decode_candidates(model, reference, embedding, settings)
+    )
+
+
+@torch.inference_mode()
+def decode_candidates(model: SamModel, reference: Reference, embedding: ImageEmbedding, settings: Settings) -> Decoded:
+    """The first phase of :func:`segment_embedding`: every candidate's points, then the batched cascade."""
     timings: dict[str, float] = {}
     clock = _Stopwatch(timings)
     candidates, biases = build_candidates(model, reference, embedding, settings)
@@ -98,11 +116,24 @@ def segment_embedding(
     prompts = [Prompt(c.points, c.labels) for c in candidates]
     result = cascade(model, embedding, prompts, multimask=natural, guidance=guidance)
     clock.lap("decoder")
+    return Decoded(candidates, result.logits, timings)
+
+
+@torch.inference_mode()
+def choose_candidate(
+    model: SamModel, reference: Reference, embedding: ImageEmbedding, settings: Settings, decoded: Decoded
+) -> Segmentation:
+    """The second phase of :func:`segment_embedding`: retrieval scores (P²SAM), the lowest kept, its mask.
+
+    Thread-safe for different targets, so a pool thread can run it while the device works on the next frames.
+    """
+    clock = _Stopwatch(decoded.timings)
+    candidates = decoded.candidates
     best = 0
     if settings.method == "p2sam":
         scores = candidate_scores(
             reference.foreground,
-            result.logits,
+            decoded.logits,
             embedding.features,
             weighted=settings.weighted_retrieval,
             method=settings.retrieval,
@@ -112,7 +143,7 @@ def segment_embedding(
             cand.score = score
         best = lowest_score([c.score for c in candidates])
     clock.lap("retrieval")
-    mask = to_original(model, embedding, result.logits[best : best + 1])[0].cpu().numpy()
+    mask = to_original(model, embedding, decoded.logits[best : best + 1])[0].cpu().numpy()
     clock.lap("decoder")
     chosen = candidates[best]
-    return Segmentation(mask, chosen.points, chosen.labels, chosen.score, chosen.k, candidates, timings)
+    return Segmentation(mask, chosen.points, chosen.labels, chosen.score, chosen.k, candidates, decoded.timings)

@@ -26,7 +26,14 @@ import numpy as np
 
 from ..io.errors import for_settings
 from ..io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, TiffPages, file_kind, pages_are_frames, tiff_pages
-from .pixels import DEFAULT_PERCENTILES, ImageInputError, intensity_limits, to_rgb_uint8, warn_if_blank
+from .pixels import (
+    DEFAULT_PERCENTILES,
+    ImageInputError,
+    blank_image_note,
+    intensity_limits,
+    to_rgb_uint8,
+    warn_blank,
+)
 
 LIMIT_SAMPLES = 1_000_000
 """At most this many pixel values (drawn evenly from every frame) set the stack's percentiles."""
@@ -601,11 +608,19 @@ class Pixels:
 
     def rgb(self, frame: np.ndarray, *, name: str | None = None) -> np.ndarray:
         """``frame`` as SAM's RGB; given its ``name``, a frame SAM sees nothing in is warned about."""
+        rgb, note = self.rgb_and_note(frame)
+        if name is not None:
+            warn_blank(name, note, stacklevel=3)
+        return rgb
+
+    def rgb_and_note(self, frame: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """``frame`` as SAM's RGB, and why SAM sees nothing in it (:func:`blank_image_note`; None: it sees something).
+
+        Warns about nothing, so a reader thread can convert frames and leave the warning to the frame's consumer.
+        """
         frame = select_channels(frame, self.channel)
         rgb = to_rgb_uint8(frame, limits=self.limits)
-        if name is not None:
-            warn_if_blank(frame, rgb, name)
-        return rgb
+        return rgb, blank_image_note(frame, rgb)
 
 
 def pixels_for(

@@ -49,6 +49,8 @@ SHOW_INTERVAL_MS = 100
 TURN_PAUSE_MS = 5
 """Pause between the steps that start a run (see ``in_turns``)."""
 SINGLE_IMAGE = "none (one image)"
+BATCH_SIZES = [("auto", 0)] + [(str(n), n) for n in (1, 2, 4, 8, 16, 32)]
+"""Frames per encoder call offered (0: the engine chooses)."""
 
 
 def model_choices(_widget=None) -> list[tuple[str, str]]:
@@ -138,6 +140,11 @@ class P2SAMWidget(Container):
             tooltip="the image encoder's number format: fp32 (exact); bf16 on a GPU of the Ampere generation or "
             "newer, or on a CPU with AMX or AVX512-BF16; fp16 on a GPU (faster, results may differ a little)",
         )
+        self.batch_size = ComboBox(
+            label="batch size",
+            choices=BATCH_SIZES,
+            tooltip="frames per encoder call; auto: from free GPU memory on CUDA, 1 elsewhere",
+        )
         self.preset = ComboBox(label="preset", choices=list(PRESETS), value="photos")
         self.method = ComboBox(label="method", choices=list(METHODS))
         self.variant = ComboBox(
@@ -168,6 +175,7 @@ class P2SAMWidget(Container):
                 self.normalization,
                 self.device,
                 self.precision,
+                self.batch_size,
                 self.preset,
                 self.method,
                 self.variant,
@@ -483,6 +491,7 @@ class P2SAMWidget(Container):
             cache_folder=self._cache_folder.name,
             should_stop=self._stop.is_set,
             threads=max(1, (os.cpu_count() or 2) - 1),  # leave a core to napari, so it stays smooth
+            batch_size=self.batch_size.value or None,
             _start_thread=False,
         )
         worker.yielded.connect(self._frame_done)

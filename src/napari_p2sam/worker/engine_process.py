@@ -78,7 +78,8 @@ class RunRequest:
     ``{frame: (H, W) labels}``, what to produce, how frames become RGB, the settings and model.
 
     ``cache_folder``: the embedding cache's folder (None: no cache).
-    ``threads``: torch's CPU threads in the child.
+    ``threads``: torch's CPU threads in the child. ``batch_size``: frames per
+    encoder call (None: the engine chooses).
     """
 
     frames: FramesInfo
@@ -89,6 +90,7 @@ class RunRequest:
     model: ModelChoice
     cache_folder: str | None
     threads: int | None
+    batch_size: int | None = None
 
 
 class EngineProcess:
@@ -163,6 +165,7 @@ class EngineProcess:
         *,
         cache_folder: str | None = None,
         threads: int | None = None,
+        batch_size: int | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[FrameUpdate]:
         """Run in the child; yield a :class:`FrameUpdate` per finished frame, return the :class:`RunSummary`.
@@ -186,7 +189,15 @@ class EngineProcess:
             summary.cancelled = True
             return summary
         request = RunRequest(
-            FramesInfo.of(frames), job.painted, job.frame_range, job.pixels, settings, model, cache_folder, threads
+            FramesInfo.of(frames),
+            job.painted,
+            job.frame_range,
+            job.pixels,
+            settings,
+            model,
+            cache_folder,
+            threads,
+            batch_size,
         )
         ended = False
         stop_deadline = None
@@ -358,6 +369,7 @@ def serve(connection: Connection) -> None:
             request.model,
             models=models,
             threads=request.threads,
+            batch_size=request.batch_size,
             cache=cache,
             memo=memo,
             should_stop=inbox.stop.is_set,

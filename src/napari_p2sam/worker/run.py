@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from ..engine.cache import EmbeddingCache
+from ..engine.pipeline import PipelineOptions
 from ..engine.propagate import Progress, ReferenceMemo, run_stack
 from ..engine.settings import Settings
 from ..engine.stack_job import StackJob
@@ -60,6 +61,7 @@ def run_frames(
     memo: ReferenceMemo | None = None,
     should_stop: Callable[[], bool] | None = None,
     summary: RunSummary | None = None,
+    batch_size: int | None = None,
 ) -> Iterator[FrameUpdate]:
     """Yield a :class:`FrameUpdate` per finished frame of the job; returns the :class:`RunSummary`
     (also filled in ``summary`` if given, so a caller sees it even when an error ends the run).
@@ -68,6 +70,7 @@ def run_frames(
     (its object count checked, or confirmed by the user). ``memo``: references
     kept by the caller across runs. ``should_stop`` is checked between frames
     and objects: a stop keeps every frame yielded so far. Errors are raised.
+    ``batch_size``: frames per encoder call (None: the engine chooses).
     """
     start = time.perf_counter()
     summary = summary if summary is not None else RunSummary()
@@ -81,6 +84,7 @@ def run_frames(
         progress=lambda progress: latest.update(now=progress),
         should_stop=should_stop,
         memo=memo,
+        pipeline=PipelineOptions(batch_size=batch_size),
     )
     try:
         for result in propagation:
