@@ -18,6 +18,7 @@ from ..models.allocator import keep_freed_memory
 
 COMMANDS = {
     "segment": "segment an image, stack, folder or video from painted reference frame(s)",
+    "batch": "segment every item of a manifest on Dask (a laptop, a multi-GPU machine or a cluster), resumable",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
     "models": "list, download, verify and locate the named SAM models",
 }
