@@ -101,8 +101,8 @@ def run_batch(
     registry name; ``device``: "cpu", "cuda", "mps" or None (GPUs if any).
     Each task segments ``chunk_frames`` frames. ``fmt``: "tif" or "zarr"
     outputs. ``cache``: an embedding cache folder shared by all workers.
-    ``progress``: a bar over all frames on stderr, the dashboard address and
-    the summary line.
+    ``progress``: the dashboard address and a bar over all frames on stderr.
+    Returns the summary (:meth:`BatchSummary.line` says it in one line).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -119,26 +119,28 @@ def run_batch(
         normalization=normalization,
         torch_threads=sizing.torch_threads if sizing else None,
     )
-    run = {"model": model.identity, "normalization": normalization, "format": fmt}
-    works = [prepare(plan, out_dir, run, chunk_frames) for plan in plans]
+    target = Target(out_dir, model, cache, fmt, chunk_frames)
+    if client is not None:
+        return run_on(client, plans, target, progress, sizing)
+    scheduler_file = user_path(scheduler_file) if scheduler_file is not None else None
+    with connected(scheduler=scheduler, scheduler_file=scheduler_file, sizing=sizing) as own_client:
+        return run_on(own_client, plans, target, progress, sizing)
+
+
+def run_on(client, plans: Sequence[ItemPlan], target: Target, progress: bool, sizing: Sizing | None) -> BatchSummary:
+    """:func:`run_batch` once the cluster answers: resume or start each item, run what is left, write the report."""
+    out_dir = target.out_dir
+    run = {"model": target.model.identity, "normalization": target.model.normalization, "format": target.fmt}
+    works = [prepare(plan, out_dir, run, target.chunk_frames) for plan in plans]
     summary = BatchSummary(
         done=[w.plan.item.name for w in works if not (w.error or w.chunks or w.assemble)],
         failed={w.plan.item.name: w.error for w in works if w.error},
         chunks_resumed=sum(len(recorded_chunks(out_dir, w.plan.item.name)) for w in works),
     )
-    works = [w for w in works if not w.error and (w.chunks or w.assemble)]
-    target = Target(out_dir, model, cache, fmt)
     start = time.perf_counter()
-    if works and client is not None:
-        execute(client, works, target, summary, progress, sizing)
-    elif works:
-        scheduler_file = user_path(scheduler_file) if scheduler_file is not None else None
-        with connected(scheduler=scheduler, scheduler_file=scheduler_file, sizing=sizing) as own_client:
-            execute(own_client, works, target, summary, progress, sizing)
+    execute(client, [w for w in works if not w.error and (w.chunks or w.assemble)], target, summary, progress, sizing)
     summary.seconds = time.perf_counter() - start
     write_report(out_dir, plans, summary.failed)
-    if progress:
-        print(f"napari-p2sam batch: {summary.line()}; report: {out_dir / 'report.html'}", file=sys.stderr)
     return summary
 
 
@@ -236,12 +238,13 @@ def pending_chunks(done: np.ndarray, chunk_frames: int) -> list[range]:
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how every task of the batch writes: ``out_dir``, the model, the embedding cache, the output format."""
+    """What every task of the batch shares: ``out_dir``, the model, the embedding cache, output format, chunk size."""
 
     out_dir: Path
     model: ModelSpec
     cache: Path | None
     fmt: str
+    chunk_frames: int
 
     def chunk(self, plan: ItemPlan, frames: range) -> Chunk:
         """The task of ``frames`` of ``plan``'s item."""

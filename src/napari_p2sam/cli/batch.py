@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-frames", type=positive, default=64, metavar="N", help="frames per task (default 64)")
     parser.add_argument("--cache", type=user_path, metavar="DIR", help="keep image embeddings in DIR for later runs")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs written by napari-p2sam before")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no dashboard address")
 
 
 def positive(text: str) -> int:
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name, error in summary.failed.items():
         print(f"napari-p2sam batch: {name} failed: {error}", file=sys.stderr)
+    print(f"{summary.line()}; report: {args.out / 'report.html'}")
     return summary.exit_status
 
 
