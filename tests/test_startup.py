@@ -50,6 +50,7 @@ def digest(path: Path) -> str:
         (["segment", "--help"], "--reference-mask"),
         (["eval", "--help"], "perseg"),
         (["eval", "cvc", "--help"], "--videos"),
+        (["open-results", "--help"], "report.csv"),
     ],
 )
 def test_help_is_fast_and_does_not_import_torch(args, expected):

@@ -1,4 +1,4 @@
-"""Open napari with the P²SAM widget docked.
+"""Open napari with the P²SAM widget docked, or with one item of a batch (``napari-p2sam open-results``).
 
 ``python -m napari_p2sam.launch [FILES ...] [--checkpoint CKPT]`` (what
 ``./dev napari`` runs). Without FILES the plugin's sample time-lapse is
@@ -8,8 +8,12 @@ loaded (two cells, both painted on frame 0), so a run needs only a model.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .batch.report import ItemResults
 
 WIDGET = "One-shot segmentation"
 """The widget's name in the manifest; napari's Plugins menu shows it as "One-shot segmentation (P²SAM)"."""
@@ -55,6 +59,36 @@ def open_files(viewer, files: list[str]) -> None:
 
     for path in files:
         viewer.open(path, plugin=PLUGIN if get_reader(path) else "napari")
+
+
+def open_results(results: ItemResults, show: bool = True):
+    """A napari viewer with a batch item's input and labels (both lazy) and its scores dock; returns (viewer, dock).
+
+    The dock lists the flagged frames; clicking a frame, point or row goes to it.
+    The viewer starts on the first flagged frame. Labels not written yet (a
+    failed item) are left out.
+    """
+    import napari
+
+    from ._reader import lazy_frames
+    from .engine.sources import open_source
+    from .io.label_files import lazy_labels
+    from .ui.scores import FrameScores
+
+    viewer = napari.Viewer(show=show, title=f"napari-p2sam: {results.name}")
+    source = open_source(results.input)
+    viewer.add_image(lazy_frames(source), name=results.name, rgb=source.channels in (3, 4))
+    if results.output.exists():
+        viewer.add_labels(lazy_labels(results.output), name=f"{results.name} labels")
+    dock = FrameScores()
+    scored = [r for r in results.records if r.k is not None]
+    dock.add_rows([(r.frame, r.label, r.score, r.k, r.reference_frame) for r in scored])
+    dock.plot.redraw()
+    dock.frame_clicked.connect(lambda frame: viewer.dims.set_point(0, frame))
+    viewer.window.add_dock_widget(dock, name="Frame scores", area="right")
+    if results.flagged:
+        viewer.dims.set_point(0, results.flagged[0])
+    return viewer, dock
 
 
 def main(argv: list[str] | None = None) -> None:

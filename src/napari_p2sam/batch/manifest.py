@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from ..engine.objects import MAX_OBJECTS, check_object_count
 from ..engine.painted import painted_frames, read_references
 from ..engine.settings import PRESETS, Settings
 from ..engine.sources import Pixels, natural_key, open_source, pixels_for
-from ..io.outputs import check_folder, check_output, overlap
+from ..io.outputs import check_folder, check_output, check_writable, overlap
 from ..io.paths import in_words, user_path
 from .records import own_work
 
@@ -272,7 +272,8 @@ def check_items(
     out_dir = user_path(out_dir)
     problems = []
     try:
-        check_folder(out_dir / "report.csv", option="--out")
+        check_folder(out_dir / "report.csv")
+        check_writable(out_dir / "report.csv")
     except OSError as err:
         problems.append(str(err))
     plans = []
@@ -296,6 +297,7 @@ def check_item(
     try:
         keep = {"input": item.input, "reference mask": item.reference_mask}
         check_output(item.output, fmt, overwrite=overwrite or resumed, keep=keep, option="output")
+        check_writable(item.output, option="output")
     except OSError as err:
         problems.append(f"{item.where}: {err}")
     name = item.preset or preset
@@ -329,22 +331,31 @@ def described(err: Exception) -> str:
     return str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
 
 
-def overlap_problems(items: Iterable[Item]) -> list[str]:
-    """Outputs shared by two items, or one item's output on (or holding) another item's input or mask."""
-    items = list(items)
+def overlap_problems(items: Sequence[Item]) -> list[str]:
+    """An output shared with an earlier item, or on (or holding) another item's input or mask: the first such, per item.
+
+    An output on the item's own input or mask is :func:`~napari_p2sam.io.outputs.check_output`'s to report.
+    """
     outputs = [item.output.resolve() for item in items]
-    kept = [
+    reads = [
         (item, what, path.resolve())
         for item in items
         for what, path in (("input", item.input), ("reference mask", item.reference_mask))
     ]
     problems = []
     for index, (item, output) in enumerate(zip(items, outputs)):
-        for other, other_output in zip(items[:index], outputs[:index]):
-            if output == other_output:
-                problems.append(f"{item.where}: output {item.output} is also the output of {other.where}")
-        for other, what, path in kept:
-            relation = overlap(output, path)
-            if other is not item and relation:
-                problems.append(f"{item.where}: output {item.output} {relation} the {what} of {other.where}")
+        own = {item.input.resolve(), item.reference_mask.resolve()}
+        shared = (
+            f"is also the output of {other.where}"
+            for other, other_output in zip(items[:index], outputs[:index])
+            if output == other_output
+        )
+        overlaps = (
+            f"{overlap(output, path)} the {what} of {other.where}"
+            for other, what, path in reads
+            if path not in own and overlap(output, path)
+        )
+        conflict = next(shared, None) or next(overlaps, None)
+        if conflict:
+            problems.append(f"{item.where}: output {item.output} {conflict}")
     return problems

@@ -222,3 +222,40 @@ def write_reports(out_dir: Path, outcomes: Sequence[ItemOutcome], records: Seque
     write_frames_csv(out_dir / FRAMES_CSV, records)
     write_report_csv(out_dir / REPORT_CSV, outcomes, records)
     write_report_html(out_dir / REPORT_HTML, outcomes, records)
+
+
+@dataclass(frozen=True)
+class ItemResults:
+    """One item of a finished (or stopped) batch: its paths, its frame records and its flagged frames."""
+
+    name: str
+    input: Path
+    output: Path
+    status: str
+    records: list[FrameRecord]
+    flagged: list[int]
+
+
+def read_item_results(out_dir: Path, name: str) -> ItemResults:
+    """Item ``name`` of the batch whose ``--out`` was ``out_dir``, from its ``report.csv`` and ``frames.csv``.
+
+    Raises ``FileNotFoundError`` without the report, ``ValueError`` for an unknown item (naming the known ones).
+    """
+    report = out_dir / REPORT_CSV
+    if not report.is_file():
+        raise FileNotFoundError(f"{out_dir} has no {REPORT_CSV}: give the --out folder of a napari-p2sam batch")
+    rows = {row["item"]: row for row in read_report_csv(report)}
+    if name not in rows:
+        known = ", ".join(sorted(rows)[:20]) + (", ..." if len(rows) > 20 else "")
+        raise ValueError(f"{report} has no item {name!r}; its items: {known or 'none'}")
+    row = rows[name]
+    frames = out_dir / FRAMES_CSV
+    records = [r for r in read_frames_csv(frames) if r.item == name] if frames.is_file() else []
+    return ItemResults(
+        name=name,
+        input=Path(row["input"]),
+        output=Path(row["output"]),
+        status=row["status"],
+        records=records,
+        flagged=flagged_frames(records).get(name, []),
+    )

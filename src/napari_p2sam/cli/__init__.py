@@ -21,8 +21,10 @@ COMMANDS = {
     "batch": "segment every item of a manifest on Dask (a laptop, a multi-GPU machine or a cluster), resumable",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
     "models": "list, download, verify and locate the named SAM models",
+    "open-results": "open an item of a batch's output folder in napari, its flagged frames listed",
 }
-"""Sub-command → help line; module ``napari_p2sam.cli.<name>`` has ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""Sub-command → help line; module ``napari_p2sam.cli.<name>`` (``-`` written ``_``) has
+``add_arguments(parser)`` and ``run(args) -> int``."""
 
 
 class UserError(Exception):
@@ -57,7 +59,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     for name, help_line in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_line)
         if name == command:
-            module = importlib.import_module(f"{__name__}.{name}")
+            module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
             cmd.description = module.__doc__
             cmd.formatter_class = argparse.RawDescriptionHelpFormatter
             module.add_arguments(cmd)

@@ -114,6 +114,18 @@ def zarr_marked(path: Path) -> bool:
     )
 
 
+def lazy_labels(path: Path):
+    """A label TIFF or zarr array we wrote as a lazy dask array (``(T, H, W)``), read a chunk at a time."""
+    import dask.array as da
+    import zarr
+
+    if path.is_dir():
+        return da.from_zarr(zarr.open_array(str(path), mode="r"))
+    import tifffile
+
+    return da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+
+
 def read_label_pngs(folder: Path, names: list[str]) -> np.ndarray:
     """The labels ``(T, H, W)`` of the PNGs ``names`` in ``folder`` (the list :func:`listed_pngs` gives), read whole."""
     from .images import read_image

@@ -71,21 +71,31 @@ def check_output(out: Path, fmt: str, *, overwrite: bool, keep: dict[str, Path],
 
 
 def check_folder(out: Path, option: str = "--out") -> None:
-    """Raise :class:`OutputError` if the folder of ``out`` cannot be written in or created.
+    """Raise :class:`OutputError` if a file stands where the folder of ``out``, or one above it, would be.
 
-    A file standing where that folder, or one above it, would be, or the
-    nearest existing folder not writable. A missing folder is created when
-    the run writes (:func:`locked`), as ``mkdir -p`` would.
+    A missing folder is created when the run writes (:func:`locked`), as ``mkdir -p`` would.
     """
     folder = out.parent.resolve()
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
-    blocked = "" if existing == folder else f"cannot create the folder {folder}: "
+    existing = nearest_folder(folder)
     if not existing.is_dir():
+        blocked = "" if existing == folder else f"cannot create the folder {folder}: "
         raise OutputError(f"{option} {out}: {blocked}{existing} is a file, not a folder; choose another {option}")
+
+
+def check_writable(out: Path, option: str = "--out") -> None:
+    """Raise :class:`OutputError` if the folder of ``out`` (or the nearest one above it that exists) cannot be written in.
+
+    For checks made long before the write (a batch checks every item first); call :func:`check_folder` first.
+    """
+    existing = nearest_folder(out.parent.resolve())
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"{option} {out}: {blocked}{existing} is not writable (permission denied); choose another {option}"
-        )
+        cause = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        raise OutputError(f"{option} {out}: cannot write in {existing} ({cause}); choose another {option}")
+
+
+def nearest_folder(folder: Path) -> Path:
+    """``folder`` if it exists, else its nearest parent that does (which may be a file)."""
+    return next(path for path in (folder, *folder.parents) if path.exists())
 
 
 def overlap(target: Path, kept: Path) -> str | None:

@@ -38,6 +38,10 @@ class FrameScores(QWidget):
             (result.index, label, segmentation.score, segmentation.k, result.reference_frame)
             for label, segmentation in sorted(result.segmentations.items())
         ]
+        self.add_rows(rows)
+
+    def add_rows(self, rows: list[tuple]) -> None:
+        """Add rows (frame, label, score, k, reference frame) to the table and the plot."""
         if not rows:
             return
         self.table.add_rows(rows)
