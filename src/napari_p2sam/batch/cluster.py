@@ -7,8 +7,8 @@ Sizing a ``LocalCluster`` (:func:`local_sizing`), without importing torch:
   (:func:`napari_p2sam.batch.tasks.worker_device`).
 - CPU only: each worker process holds its own model, which needs about
   :data:`MODEL_MEMORY_FACTOR` times its checkpoint's size plus
-  :data:`WORKER_BASE_MEMORY` while it runs (vit_h: 2.4 GB file → about 8 GB;
-  vit_b: about 2 GB). Workers = as many as fit in 80% of the memory, at
+  :data:`WORKER_BASE_MEMORY` while it runs (vit_h: 2.6 GB file → about 8.5 GiB;
+  vit_b: about 2 GiB). Workers = as many as fit in 80% of the memory, at
   most one per :data:`CORES_PER_CPU_WORKER` cores (torch spreads one
   frame's encoding over a worker's cores; more processes than that only
   add models to memory).
