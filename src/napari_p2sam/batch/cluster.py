@@ -117,7 +117,10 @@ def connected(
         with join(scheduler, scheduler_file) as client:
             yield client
         return
-    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
+    config = {
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.nanny.pre-spawn-environ": worker_environment(sizing.torch_threads),
+    }
     with (
         dask.config.set(config),
         LocalCluster(
@@ -130,6 +133,21 @@ def connected(
         Client(cluster) as client,
     ):
         yield client
+
+
+def worker_environment(threads: int) -> dict[str, str | None]:
+    """What the nannies of our ``LocalCluster`` set before starting a worker (None: leave unset).
+
+    Dask's defaults pin every numeric library to one thread and make glibc
+    return freed memory at once (``MALLOC_TRIM_THRESHOLD_``), which slows
+    torch down (each temporary page-faulted again, see
+    :mod:`napari_p2sam.models.allocator`, which the worker applies instead);
+    here each library gets the worker's share of the cores.
+    """
+    return {
+        "MALLOC_TRIM_THRESHOLD_": None,
+        **{name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+    }
 
 
 def join(scheduler: str | None, scheduler_file: Path | None):

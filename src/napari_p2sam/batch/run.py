@@ -33,7 +33,7 @@ from .cluster import Sizing, connected, local_sizing
 from .manifest import ItemPlan
 from .records import chunk_record_path, read_item_record, recorded_chunks, write_item_record
 from .store import assemble, create_work_array, work_array
-from .tasks import PROGRESS_TOPIC, Chunk, ModelSpec, run_chunk
+from .tasks import PROGRESS_TOPIC, Chunk, ModelSpec, batch_key, run_chunk
 
 FORMATS = ("tif", "zarr")
 
@@ -303,7 +303,9 @@ def submit_output(client, work: ItemWork, target: Target, futures: dict, running
     """Have the item's output made from its complete work array (a task)."""
     item = work.plan.item
     array = work_array(target.out_dir, item.name)
-    future = client.submit(assemble, array, item.output, target.fmt, key=f"napari-p2sam-{item.name}-output", pure=False)
+    future = client.submit(
+        assemble, array, item.output, target.fmt, key=f"{batch_key(target.out_dir)}-{item.name}-output", pure=False
+    )
     futures[future] = (work, None)
     running.add(future)
 

@@ -20,6 +20,7 @@ with a record is complete on disk.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -66,8 +67,13 @@ class Chunk:
 
     @property
     def key(self) -> str:
-        """The chunk's Dask key, unique in the batch."""
-        return f"napari-p2sam-{self.item.name}-{self.frames.start}-{self.frames.stop}"
+        """The chunk's Dask key, unique on a cluster that runs several batches."""
+        return f"{batch_key(self.out_dir)}-{self.item.name}-{self.frames.start}-{self.frames.stop}"
+
+
+def batch_key(out_dir: Path) -> str:
+    """The start of the Dask keys of the batch writing into ``out_dir``."""
+    return "napari-p2sam-" + hashlib.blake2b(str(out_dir.resolve()).encode(), digest_size=6).hexdigest()
 
 
 _lock = threading.Lock()
@@ -101,8 +107,10 @@ def worker_model(spec: ModelSpec):
     """The model of ``spec``, loaded once per worker process; refused if its file is not the client's."""
     import torch
 
+    from ..models.allocator import keep_freed_memory
     from ..models.loading import load_model
 
+    keep_freed_memory()  # as the command line does (a no-op where the cluster's nannies tuned malloc)
     if spec.torch_threads is not None and torch.get_num_threads() != spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
     with _lock:
