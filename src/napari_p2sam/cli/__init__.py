@@ -19,6 +19,7 @@ from ..models.precision import PRECISIONS
 
 COMMANDS = {
     "segment": "segment an image, stack, folder or video from painted reference frame(s)",
+    "batch": "segment every item of a manifest on Dask (a laptop, a multi-GPU machine or a cluster), resumable",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
     "models": "list, download, verify and locate the named SAM models",
     "open-results": "open an item of a batch's output folder in napari, its flagged frames listed",
