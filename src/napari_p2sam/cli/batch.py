@@ -66,7 +66,7 @@ def positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.cluster import ClusterError
-    from ..batch.manifest import ManifestError, check_items, items_from_patterns, read_manifest
+    from ..batch.manifest import ManifestError, check_items, items_from_patterns, plan_manifest
 
     patterns = args.inputs is not None or args.references is not None
     if (args.manifest is None) == (not patterns) or (patterns and not (args.inputs and args.references)):
@@ -74,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if args.reference_frame is not None and not patterns:
         return usage_error("--reference-frame goes with --references; in a manifest, use its reference_frame column")
     try:
+        checks = dict(overwrite=args.overwrite, fmt=args.format, preset=args.preset)
         if patterns:
             items = items_from_patterns(args.inputs, args.references, args.reference_frame, args.out, args.format)
-        else:
-            items = read_manifest(args.manifest, args.out, args.format)
-        plans = check_items(items, args.out, overwrite=args.overwrite, fmt=args.format, preset=args.preset)
+            plans = check_items(items, args.out, **checks)
+        else:  # the manifest's cells and every row's files and outputs, all reported at once
+            plans = plan_manifest(args.manifest, args.out, **checks)
     except ManifestError as err:
         print(f"napari-p2sam batch: {err}", file=sys.stderr)
         return 2
