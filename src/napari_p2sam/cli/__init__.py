@@ -56,8 +56,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, several_precisions: 
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="compile the image encoder with torch.compile (first frame slower; measured faster on GPUs only, "
-        "see docs/benchmarks.md)",
+        help="compile the image encoder with torch.compile on the first image (minutes on a CPU), for long "
+        "stacks; see docs/benchmarks.md",
     )
 
 

@@ -96,6 +96,7 @@ class SamModel:
         """The image encoder on normalised, padded ``(B, 3, S, S)`` pixels; ``(B, C, h, w)`` float32 features.
 
         bf16/fp16 run under ``torch.autocast``; the features come back as float32 for the decoder.
+        fp16 output that overflowed (NaN or infinite values) raises ``ValueError``.
         """
         encoder = self.sam.image_encoder
         if self.compile:
@@ -106,7 +107,10 @@ class SamModel:
             return encoder(pixels)
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.autocast(self.device.type, dtype=dtype):
-            return encoder(pixels).float()
+            features = encoder(pixels).float()
+        if self.precision == "fp16" and not torch.isfinite(features).all():
+            raise ValueError("the image encoder overflowed in fp16 (NaN or infinite features); use bf16 or fp32")
+        return features
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
