@@ -10,7 +10,13 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_p2sam.batch.manifest import ManifestError, check_items, items_from_patterns, read_manifest
+from napari_p2sam.batch.manifest import (
+    ManifestError,
+    check_items,
+    items_from_patterns,
+    plan_manifest,
+    read_manifest,
+)
 from napari_p2sam.batch.records import write_item_record
 from napari_p2sam.io.label_files import write_label_tiff
 
@@ -119,6 +125,20 @@ def test_bad_cells_of_several_rows_are_reported_together(data, tmp_path):
         "row 4: unknown preset 'fast'; choose one of photos, endoscopy-video, ct-follow-up, persam or leave it empty",
         "row 5: 6 cells but the header has 5 columns",
     ]
+
+
+def test_bad_cells_and_bad_files_are_reported_together(data, tmp_path):
+    path = manifest(data, "cells.tif,mask.png,first,,\nmissing.tif,mask.png,,,\nvideo.tif,mask.png,,,\n")
+    with pytest.raises(ManifestError) as err:
+        plan_manifest(path, tmp_path / "out", overwrite=False)
+    assert str(err.value).startswith(f"manifest {path}: 2 problems, nothing was run:")
+    assert problems(err) == [
+        "row 2: reference_frame 'first' is not a frame number (0, 1, 2, ...)",
+        f"row 3 (missing.tif): input: no such file or folder: {data / 'missing.tif'}",
+    ]
+    manifest(data, "cells.tif,mask.png,1,,\nvideo.tif,mask.png,,,\n")
+    plans = plan_manifest(path, tmp_path / "out", overwrite=False)
+    assert [(plan.item.name, sorted(plan.painted)) for plan in plans] == [("cells", [1]), ("video", [0])]
 
 
 def test_paths_are_relative_to_the_manifest_and_expanded(data, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from napari_p2sam._reader import get_reader, read_batch_output
 from napari_p2sam.batch.records import chunk_record_path, recorded_chunks
 from napari_p2sam.batch.report import (
     FrameRecord,
@@ -138,6 +139,24 @@ def test_open_results_names_what_is_missing(tmp_path, capsys):
     write_reports(tmp_path, outcomes(tmp_path), CELLS)
     assert main(["open-results", str(tmp_path), "cell"]) == 1
     assert "has no item 'cell'; its items: =bad, cells, video" in capsys.readouterr().err
+
+
+def test_the_plugin_reader_opens_a_batch_output_folder(tmp_path):
+    out = tmp_path / "out"
+    (out / ".napari-p2sam-batch").mkdir(parents=True)
+    write_label_tiff(
+        out / "cells_labels.tif", (np.full((24, 32), 2, np.uint8) for _ in range(8)), (8, 24, 32), np.uint8
+    )
+    (out / "video_labels.tif").write_bytes((out / "cells_labels.tif").read_bytes())
+    write_reports(out, outcomes(tmp_path), CELLS + VIDEO)  # =bad failed: no labels
+    assert get_reader(str(out)) is read_batch_output
+    layers = get_reader(str(out))(str(out))
+    assert [(meta["name"], meta["metadata"], kind) for _data, meta, kind in layers] == [
+        ("cells", {"flagged_frames": [3, 6, 7]}, "labels"),
+        ("video", {"flagged_frames": []}, "labels"),
+    ]
+    assert layers[0][0].shape == (8, 24, 32) and int(layers[0][0][5].max().compute()) == 2
+    assert get_reader(str(tmp_path)) is None  # a folder without images or a batch's report
 
 
 OPEN_SCRIPT = r"""

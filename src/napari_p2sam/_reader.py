@@ -10,6 +10,9 @@ opens as its pages.
 A folder of PNGs that napari-p2sam wrote (it holds the list
 ``.napari-p2sam.json``, see :mod:`napari_p2sam.io.label_files`) opens as
 the Labels layer it was saved from, read whole so that it can be painted.
+The output folder of ``napari-p2sam batch`` opens as one lazy Labels layer
+per item, its flagged frames in the layer's metadata
+(``napari-p2sam open-results`` opens one item with its input and scores).
 
 napari's own reader also claims ``*.mp4``, ``*.avi``, ... and decodes the
 whole video into memory. With two readers for a file napari asks which one,
@@ -53,6 +56,8 @@ def get_reader(path):
             return None
         path = path[0]
     path = Path(path)
+    if path.is_dir() and is_batch_output(path):
+        return read_batch_output
     if path.is_dir():
         return read_frames if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()) else None
     return read_frames if path.suffix.lower() in VIDEO_SUFFIXES else None
@@ -72,6 +77,36 @@ def read_frames(path) -> list[tuple]:
         names = ", ".join(p.name for p, _reason in source.skipped)
         warnings.warn(f"{path}: skipped {len(source.skipped)} unreadable file(s): {names}", stacklevel=2)
     return [(lazy_frames(source), {"name": path.stem or path.name, "rgb": source.channels in (3, 4)}, "image")]
+
+
+def is_batch_output(folder: Path) -> bool:
+    """Whether ``folder`` is the ``--out`` of ``napari-p2sam batch`` (it holds its report and its records)."""
+    from .batch.records import BATCH_FOLDER
+    from .batch.report import REPORT_CSV
+
+    return (folder / REPORT_CSV).is_file() and (folder / BATCH_FOLDER).is_dir()
+
+
+def read_batch_output(path) -> list[tuple]:
+    """One lazy Labels layer per item of a batch's output folder whose labels exist, in the report's order.
+
+    Each layer's metadata holds ``flagged_frames`` (docs/scale.md, QC rule).
+    """
+    from .batch.report import FRAMES_CSV, REPORT_CSV, flagged_frames, read_frames_csv, read_report_csv
+    from .io.label_files import lazy_labels
+
+    folder = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    frames = folder / FRAMES_CSV
+    flags = flagged_frames(read_frames_csv(frames)) if frames.is_file() else {}
+    return [
+        (
+            lazy_labels(Path(row["output"])),
+            {"name": row["item"], "metadata": {"flagged_frames": flags.get(row["item"], [])}},
+            "labels",
+        )
+        for row in read_report_csv(folder / REPORT_CSV)
+        if Path(row["output"]).exists()
+    ]
 
 
 def lazy_frames(source: FrameSource):

@@ -7,9 +7,10 @@ spreadsheet shows them: the header is row 1, the first item row 2. Relative
 paths are relative to the manifest's folder; ``~`` and ``$VARS`` are
 expanded. Rows whose cells are all blank are left out.
 
-Problems are reported in two rounds, each listing every problem at once: the
-manifest itself (:func:`read_manifest`: not CSV, columns, cells), then the
-files of every item (:func:`check_items`).
+:func:`plan_manifest` reports every problem at once: the manifest's own
+(not CSV, columns, cells) and those of every item's files and output
+(:func:`check_items`). Only a file that is not CSV, or a wrong header, stops
+the checks early, as no row can be read then.
 """
 
 from __future__ import annotations
@@ -94,12 +95,42 @@ class ItemPlan:
     resumed: bool
 
 
+def plan_manifest(
+    csv_path: Path, out_dir: Path, *, overwrite: bool, fmt: str = "tif", preset: str | None = None
+) -> list[ItemPlan]:
+    """:func:`read_manifest` then :func:`check_items`, every problem of both in one :class:`ManifestError`.
+
+    The rows whose cells are wrong are reported for those; every other row is checked in full.
+    """
+    csv_path = user_path(csv_path)
+    items, problems = parse_manifest(csv_path, out_dir, fmt)
+    try:
+        plans = check_items(items, out_dir, overwrite=overwrite, fmt=fmt, preset=preset)
+    except ManifestError as err:
+        problems += err.problems
+    if problems:
+        raise ManifestError(f"manifest {csv_path}", problems)
+    return plans
+
+
 def read_manifest(csv_path: Path, out_dir: Path, fmt: str = "tif") -> list[Item]:
     """The items of the manifest ``csv_path``; :class:`ManifestError` lists every problem of the file at once.
 
     ``out_dir``: where default outputs go; ``fmt``: a key of :data:`FORMATS`.
     """
-    csv_path, out_dir = user_path(csv_path), user_path(out_dir)
+    csv_path = user_path(csv_path)
+    items, problems = parse_manifest(csv_path, out_dir, fmt)
+    if problems:
+        raise ManifestError(f"manifest {csv_path}", problems)
+    return items
+
+
+def parse_manifest(csv_path: Path, out_dir: Path, fmt: str) -> tuple[list[Item], list[str]]:
+    """The items of the rows without problems, and the problems of the others (one line each).
+
+    Raises :class:`ManifestError` when no row can be read: the file is not CSV, or its header is wrong.
+    """
+    out_dir = user_path(out_dir)
     what = f"manifest {csv_path}"
     rows = csv_rows(csv_path, what)
     header = [cell.strip() for cell in rows[0]]
@@ -121,13 +152,12 @@ def read_manifest(csv_path: Path, out_dir: Path, fmt: str = "tif") -> list[Item]
             parsed.append(fields)
     if not parsed and not problems:
         problems.append(f"no items: add one row per item below the header ({','.join(COLUMNS)})")
-    if problems:
-        raise ManifestError(what, problems)
     names = unique_names([fields["input"] for fields in parsed])
-    return [
+    items = [
         Item(**{**fields, "output": fields["output"] or default_output(out_dir, name, fmt)}, name=name)
         for fields, name in zip(parsed, names)
     ]
+    return items, problems
 
 
 def csv_rows(csv_path: Path, what: str) -> list[list[str]]:

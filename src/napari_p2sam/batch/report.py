@@ -57,7 +57,10 @@ class FrameRecord:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """How an item ended: ``status`` one of :data:`STATUSES`; ``seconds`` of work; ``error`` for a failed item."""
+    """How an item ended: ``status`` one of :data:`STATUSES`; ``seconds`` of work; ``error`` for a failed item.
+
+    ``input`` and ``output`` are written as absolute paths, so ``open-results`` finds them from any folder.
+    """
 
     name: str
     input: Path
@@ -152,8 +155,8 @@ def item_rows(outcomes: Sequence[ItemOutcome], records: Sequence[FrameRecord]) -
     return [
         [
             outcome.name,
-            outcome.input,
-            outcome.output,
+            outcome.input.absolute(),
+            outcome.output.absolute(),
             len(frames[outcome.name]),
             f"{outcome.seconds:.1f}",
             outcome.status,
