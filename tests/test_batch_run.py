@@ -25,6 +25,8 @@ from napari_p2sam.batch.report import read_report_csv
 from napari_p2sam.batch.run import pending_chunks
 from napari_p2sam.cli import main
 
+from .plugin_support import one_torch_thread  # noqa: F401  (a fixture)
+
 FAST = ["--preset", "persam", "--device", "cpu"]
 
 
@@ -90,6 +92,7 @@ def segment_labels(checkpoint: Path, folder: Path, index: int, tmp_path: Path) -
 
 
 def assert_same_as_segment(checkpoint, folder, out, count, tmp_path, fmt: str = "tif") -> None:
+    """Bitwise, in the same dtype; ``segment`` runs here with one torch thread, as the cluster's workers do."""
     for index in range(count):
         expected = segment_labels(checkpoint, folder, index, tmp_path)
         if fmt == "zarr":
@@ -104,7 +107,9 @@ def batch(*args) -> int:
     return main(["batch", *map(str, args), "--quiet"])
 
 
-def test_each_item_equals_segment_and_a_failing_item_fails_alone(small_checkpoint, client, tmp_path, capsys):
+def test_each_item_equals_segment_and_a_failing_item_fails_alone(
+    small_checkpoint, client, one_torch_thread, tmp_path, capsys
+):
     manifest = write_items(tmp_path / "data", [6, 5, 7, 8])
     damage_frame(tmp_path / "data" / "item3.tif", 5)
     out = tmp_path / "out"
@@ -129,12 +134,17 @@ def chunk_records(out: Path) -> int:
     return sum(len(recorded_chunks(out, item.name)) for item in folder.iterdir()) if folder.is_dir() else 0
 
 
-def test_a_killed_batch_resumes_with_only_unfinished_chunks(small_checkpoint, client, tmp_path, capsys):
+def test_a_killed_batch_resumes_with_only_unfinished_chunks(
+    small_checkpoint, client, one_torch_thread, tmp_path, capsys
+):
     manifest = write_items(tmp_path / "data", [8, 8], seed=1)
     out = tmp_path / "out"
     options = [manifest, "--checkpoint", small_checkpoint, "--out", out, "--chunk-frames", 2, *FAST]
     command = [sys.executable, "-c", "import sys; from napari_p2sam.cli import main; sys.exit(main())", "batch"]
-    first = subprocess.Popen([*command, *map(str, options), "--workers", "2", "--quiet"], stderr=subprocess.PIPE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch's sums depend on its thread count: 1, as segment's here
+    first = subprocess.Popen(
+        [*command, *map(str, options), "--workers", "2", "--quiet"], stderr=subprocess.PIPE, env=env
+    )
     deadline = time.monotonic() + 120
     while chunk_records(out) < 3 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -153,7 +163,7 @@ def test_a_killed_batch_resumes_with_only_unfinished_chunks(small_checkpoint, cl
     assert sorted(p.name for p in out.iterdir() if "partial" in p.name) == []
 
 
-def test_a_worker_killed_mid_run_changes_nothing_in_zarr_outputs(small_checkpoint, client, tmp_path):
+def test_a_worker_killed_mid_run_changes_nothing_in_zarr_outputs(small_checkpoint, client, one_torch_thread, tmp_path):
     manifest = write_items(tmp_path / "data", [8, 8], seed=2)
     out = tmp_path / "out"
     plans = check_items(read_manifest(manifest, out, "zarr"), out, overwrite=False, fmt="zarr", preset="persam")

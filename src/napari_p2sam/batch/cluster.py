@@ -14,7 +14,9 @@ Sizing a ``LocalCluster`` (:func:`local_sizing`), without importing torch:
   add models to memory).
 
 Every worker runs one task at a time (one Dask thread: the model is not
-shared between threads) and torch gets ``cores // workers`` threads.
+shared between threads) and torch gets ``cores // workers`` threads
+(``OMP_NUM_THREADS`` if set). torch's float sums depend on its thread
+count, so labels are bitwise ``segment``'s when both use as many threads.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def local_sizing(device: str | None, workers: int | None, checkpoint: Path) -> S
             f"{cores} cores at {CORES_PER_CPU_WORKER} per worker, memory for {by_memory} model(s) "
             f"of {need / 2**30:.1f} GiB each"
         )
-    return Sizing(workers=workers, torch_threads=max(1, cores // workers), gpus=gpus, why=why)
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, cores // workers)
+    return Sizing(workers=workers, torch_threads=threads, gpus=gpus, why=why)
 
 
 @contextmanager
