@@ -530,6 +530,22 @@ def test_a_blank_frame_is_a_warning_in_the_dock(qtbot, viewer_and_widget, notifi
     assert widget.last_summary.done == FRAMES
 
 
+def test_the_precision_travels_to_the_model_process_which_refuses_fp16_on_the_cpu(
+    qtbot, viewer_and_widget, notifications
+):
+    _viewer, widget = viewer_and_widget
+    widget.precision.value = "fp16"
+    widget.run()
+    wait_for_run(qtbot, widget)
+    errors = [text for severity, text in notifications if severity == "error"]
+    assert errors == [
+        "P²SAM stopped: precision fp16 runs only on a CUDA GPU; on the CPU use bf16 (on a CPU with AMX or "
+        "AVX512-BF16) or fp32"
+    ]
+    widget.precision.value = "fp32"
+    assert_a_full_run_works(qtbot, widget)
+
+
 def test_the_batch_size_setting_reaches_the_model_process_and_changes_no_result(qtbot, viewer_and_widget, tiny_model):
     viewer, widget = viewer_and_widget
     widget.batch_size.value = 2

@@ -39,6 +39,7 @@ def segment_layers(
     settings: Settings | None = None,
     preset: str | None = None,
     device: str | None = None,
+    precision: str | None = None,
     frame_axis: int | None | str = "auto",
     frames: tuple[int, int] | None = None,
     position=None,
@@ -52,7 +53,8 @@ def segment_layers(
     is given) overlaying the image. ``model``: a registry name (downloaded
     on first use) or a checkpoint path, run in a process of its own; or a
     loaded model, run here. A failure in the model's process raises
-    ``RuntimeError`` with its message. ``settings`` or ``preset``: the algorithm options (default
+    ``RuntimeError`` with its message. ``precision``: the image encoder's
+    number format, ``fp32`` (default), ``bf16`` or ``fp16`` (:mod:`~napari_p2sam.models.precision`). ``settings`` or ``preset``: the algorithm options (default
     :class:`~napari_p2sam.engine.settings.Settings`). ``frame_axis``: the
     image's axis holding frames (``"auto"``: the first leading axis;
     ``None``: one image). ``frames``: (first, last) frames, inclusive
@@ -69,7 +71,7 @@ def segment_layers(
     job = build_job(image, reference, geometry, frame_range=frame_range)
     check_object_count(job.references, max_objects)
     labels = job.new_output()
-    for update in run_layer_job(job, chosen_settings(settings, preset), model, device, cache):
+    for update in run_layer_job(job, chosen_settings(settings, preset), model, device, precision, cache):
         labels[geometry.output_index(update.result.index)] = update.result.labels
     return viewer.add_labels(
         labels, name=name or f"{image.name} P²SAM", scale=geometry.scale, translate=geometry.translate
@@ -84,6 +86,7 @@ def segment_stack(
     settings: Settings | None = None,
     preset: str | None = None,
     device: str | None = None,
+    precision: str | None = None,
     frame_range: range | None = None,
     cache: EmbeddingCache | str | Path | None = None,
     max_objects: int | None = MAX_OBJECTS,
@@ -107,7 +110,9 @@ def segment_stack(
 
     try:
         pipeline = PipelineOptions(batch_size=batch_size)
-        propagation = run_stack(as_model(model, device), job, settings, cache=as_cache(cache), pipeline=pipeline)
+        propagation = run_stack(
+            as_model(model, device, precision), job, settings, cache=as_cache(cache), pipeline=pipeline
+        )
     except BaseException:
         job.close()
         raise
@@ -118,15 +123,16 @@ def segment_stack(
     return labels
 
 
-def run_layer_job(job, settings: Settings, model, device: str | None, cache):
+def run_layer_job(job, settings: Settings, model, device: str | None, precision: str | None, cache):
     """The job's frame updates: in a model process for a name or path, here for a loaded model."""
     if not isinstance(model, (str, Path)):
+        from .models.loading import as_model
         from .worker.run import run_frames
 
         stack = prepare_stack(job.frames, job.references, frame_range=job.frame_range, max_objects=None)
-        yield from run_frames(stack, settings, model, cache=as_cache(cache))
+        yield from run_frames(stack, settings, as_model(model, precision=precision), cache=as_cache(cache))
         return
-    choice = resolve_model(model, device=device, download_progress=True)
+    choice = resolve_model(model, device=device, precision=precision or "fp32", download_progress=True)
     folder = None if cache is None else str(user_path(cache) if isinstance(cache, (str, Path)) else cache.folder)
     with EngineProcess() as engine:
         summary = yield from engine.run(

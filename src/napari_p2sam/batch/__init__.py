@@ -3,3 +3,7 @@
 No torch here: the checks and reports run in the command's own process; the
 model runs on the Dask workers.
 """
+
+from .run import BatchSummary, run_batch
+
+__all__ = ["BatchSummary", "run_batch"]

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from ..models.loading import SamModel
 
 from ..models.allocator import keep_freed_memory
+from ..models.precision import PRECISIONS
 
 COMMANDS = {
     "segment": "segment an image, stack, folder or video from painted reference frame(s)",
+    "batch": "segment every item of a manifest on Dask (a laptop, a multi-GPU machine or a cluster), resumable",
     "eval": "score P²SAM and PerSAM on PerSeg, CVC-ClinicDB or any folder with ground truth",
     "models": "list, download, verify and locate the named SAM models",
     "open-results": "open an item of a batch's output folder in napari, its flagged frames listed",
@@ -30,21 +32,46 @@ class UserError(Exception):
     """An error the user can fix; printed as one line, without a traceback."""
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that choose the model: ``--checkpoint``, ``--device`` and ``--minmax-normalization``."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, several_precisions: bool = False) -> None:
+    """The options that choose the model and how it runs: ``--checkpoint``, ``--device``,
+    ``--minmax-normalization``, ``--precision`` (one, or ``several_precisions`` compared) and ``--compile``."""
     parser.add_argument(
         "--checkpoint", required=True, help="SAM checkpoint file (.pth), or a model name (`napari-p2sam models list`)"
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
     parser.add_argument("--minmax-normalization", action="store_true", help="MedSAM-style input normalisation")
+    formats = "bf16 on a GPU of the Ampere generation or newer or a CPU with AMX or AVX512-BF16; fp16 on a GPU"
+    if several_precisions:
+        parser.add_argument(
+            "--precision",
+            nargs="+",
+            choices=PRECISIONS,
+            default=["fp32"],
+            help=f"the image encoder's number formats, compared side by side (default fp32; {formats})",
+        )
+    else:
+        parser.add_argument(
+            "--precision", choices=PRECISIONS, default="fp32", help=f"the image encoder's number format ({formats})"
+        )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the image encoder with torch.compile (first frame slower; measured faster on GPUs only, "
+        "see docs/benchmarks.md)",
+    )
 
 
-def load_model_from(args: argparse.Namespace) -> SamModel:
-    """The model :func:`add_model_arguments`'s options chose (torch loads here)."""
+def load_model_from(args: argparse.Namespace, precision: str | None = None) -> SamModel:
+    """The model :func:`add_model_arguments`'s options chose (torch loads here), in ``precision``
+    (default ``--precision``)."""
     from ..models.loading import load_model
 
     return load_model(
-        args.checkpoint, device=args.device, normalization="minmax" if args.minmax_normalization else None
+        args.checkpoint,
+        device=args.device,
+        normalization="minmax" if args.minmax_normalization else None,
+        precision=precision or args.precision,
+        compile=args.compile,
     )
 
 

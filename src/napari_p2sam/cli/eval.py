@@ -7,7 +7,9 @@ Layouts:
                               29 videos, reference = 3rd frame; Video Dice and Image Dice
   folder IMAGES MASKS         any sequence: masks named like the images; Dice and IoU per frame
 
-Several --method values share one encoder pass per image. Every prediction is
+Several --method values share one encoder pass per image. Several --precision
+values (e.g. fp32 bf16) encode each image once per precision and score each
+method in each, named <method>-<precision> (p2sam-bf16). Every prediction is
 saved as OUT/<method>/<sequence>/<frame>.png; OUT/frames.csv holds every
 frame's scores and pixel counts, OUT/summary.csv the table and totals,
 OUT/scores.png a plot of the per-frame scores.
@@ -36,7 +38,7 @@ FOLDER_DEFAULT_PRESET = "photos"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_model_arguments(parser, several_precisions=True)
     parser.add_argument("--out", required=True, type=user_path, help="folder for predictions, CSV files and the plot")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it is not empty")
     parser.add_argument(
@@ -175,11 +177,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.report import plot, table, timing_line, total_lines, write_frames_csv, write_summary_csv
     from ..evaluation.runner import evaluate
 
-    model = load_model_from(args)
+    model = load_model_from(args, precision=args.precision[0])
     evaluation = evaluate(
         model,
         sequences,
         methods,
+        precisions=tuple(args.precision),
         threshold=args.mask_threshold,
         out=args.out,
         progress=progress_printer(),

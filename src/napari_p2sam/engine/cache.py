@@ -2,15 +2,16 @@
 
 Layout (a zarr v3 hierarchy)::
 
-    CACHE/<encoder key>/            a group: one model + its input normalisation
-        zarr.json                   group attributes: model identity, normalisation, encoder size
+    CACHE/<encoder key>/            a group: one model, its input normalisation and precision
+        zarr.json                   group attributes: model identity, normalisation, encoder size, precision
         <pixel hash>/               one array per frame: (256, 64, 64) float32, one chunk
             zarr.json               attributes: the full signature, input and original size
 
 An entry is found by its signature: the hash of the exact ``(H, W, 3)``
 uint8 RGB fed to SAM (so the channel choice and the intensity mapping are
 part of it), the model's identity (sha256 of its weights), its input
-normalisation and encoder size. The signature stored in the entry is
+normalisation, encoder size and precision (fp32 embeddings are never served
+to a bf16 run, nor the reverse). The signature stored in the entry is
 compared before reuse. Entries are content-addressed, so the same frame
 reused in another stack or at another index is found too, and one changed
 pixel misses that frame only.
@@ -59,12 +60,13 @@ class CacheError(OSError):
 
 
 def encoder_signature(model: SamModel) -> dict:
-    """What, besides the pixels, decides an embedding: model weights, normalisation, encoder size."""
+    """What, besides the pixels, decides an embedding: model weights, normalisation, encoder size and precision."""
     return {
         "format": FORMAT_VERSION,
         "model": model.identity,
         "normalization": model.normalization,
         "img_size": int(model.sam.image_encoder.img_size),
+        "precision": model.precision,
     }
 
 

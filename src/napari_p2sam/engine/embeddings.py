@@ -51,7 +51,7 @@ def model_input(model: SamModel, image_rgb: np.ndarray) -> tuple[torch.Tensor, t
 
 
 def encode_image(model: SamModel, image_rgb: np.ndarray) -> ImageEmbedding:
-    """Run the image encoder on an ``(H, W, 3)`` uint8 image."""
+    """Run the image encoder (in the model's precision) on an ``(H, W, 3)`` uint8 image."""
     return encode_images(model, [image_rgb])[0]
 
 
@@ -66,10 +66,10 @@ def encode_images(model: SamModel, images_rgb: list[np.ndarray]) -> list[ImageEm
     """
     inputs = [model_input(model, image) for image in images_rgb]
     if model.device.type == "cuda":
-        batch = model.sam.image_encoder(torch.cat([x for x, _ in inputs]))
+        batch = model.encode(torch.cat([x for x, _ in inputs]))
         features = [batch[i : i + 1] for i in range(len(inputs))]
     else:
-        features = [model.sam.image_encoder(x) for x, _ in inputs]
+        features = [model.encode(x) for x, _ in inputs]
     return [
         ImageEmbedding(f, input_size, tuple(image.shape[:2]))
         for f, (_, input_size), image in zip(features, inputs, images_rgb)

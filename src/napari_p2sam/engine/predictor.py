@@ -38,6 +38,9 @@ class P2SAM:
         (``photos``, ``endoscopy-video``, ``ct-follow-up``, ``persam``).
     device : str, optional
         ``cuda``, ``mps`` or ``cpu`` (default: the fastest available).
+    precision : str, optional
+        ``fp32``, ``bf16`` or ``fp16``: the image encoder's number format
+        (default: the loaded model's, else fp32; see :mod:`napari_p2sam.models.precision`).
 
     Images may be 2D grayscale, RGB or RGBA, of any dtype (see
     :func:`napari_p2sam.engine.pixels.to_rgb_uint8`).
@@ -50,9 +53,10 @@ class P2SAM:
         *,
         preset: str | None = None,
         device: str | None = None,
+        precision: str | None = None,
     ) -> None:
         self.settings = chosen_settings(settings, preset)
-        self.model = as_model(model, device)
+        self.model = as_model(model, device, precision)
         self.reference: Reference | None = None
         self._reference_image: tuple[str, ImageEmbedding] | None = None
         self._reference_mask: np.ndarray | None = None

@@ -55,8 +55,12 @@ def total_lines(summary: Summary) -> list[str]:
 
 
 def timing_line(evaluation: Evaluation) -> str:
-    """Median seconds per image: the shared encoder pass, then each method's segmentation."""
-    parts = [f"encoder {median(evaluation.encoder_seconds):.3f}"]
+    """Median seconds per image: the shared encoder pass (one per precision), then each method's segmentation."""
+    encoders = evaluation.encoder_seconds
+    parts = [
+        f"encoder {median(seconds):.3f}" if len(encoders) == 1 else f"encoder {precision} {median(seconds):.3f}"
+        for precision, seconds in encoders.items()
+    ]
     parts += [f"{m} {median(f.seconds for f in evaluation.scores(m)):.3f}" for m in evaluation.methods]
     return "seconds per image (median): " + ", ".join(parts)
 

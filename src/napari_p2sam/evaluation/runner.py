@@ -1,10 +1,11 @@
-"""Run several methods over an evaluation dataset, each image encoded once.
+"""Run several methods, in one or several precisions, over an evaluation dataset, each image encoded once per precision.
 
-For every sequence the reference image is encoded once and shared by every
-method (``set_reference(..., embedding=...)``); every scored image is then
-encoded once and each method segments that same embedding. So a comparison
-of methods costs one encoder pass per image, and the methods see identical
-features.
+For every sequence the reference image is encoded once per precision and
+shared by every method (``set_reference(..., embedding=...)``); every scored
+image is then encoded once per precision and each method segments that same
+embedding. So a comparison of methods costs one encoder pass per image and
+precision, and the methods see identical features. With several precisions
+each (method, precision) is scored as a method of its own, ``p2sam-bf16``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..engine.predictor import P2SAM
 from ..engine.settings import Settings
 from ..engine.sources import sampled_limits
 from ..io.images import read_image
-from ..models.loading import SamModel
+from ..models.loading import SamModel, as_model
 from .datasets import Frame, Sequence, persam_mask_values, read_mask
 from .metrics import Overlap, dice, iou, overlap
 
@@ -55,11 +56,11 @@ class FrameScore:
 
 @dataclass
 class Evaluation:
-    """Every method's scores, in dataset order, and the encoder's seconds per image."""
+    """Every method's scores, in dataset order, and the encoder's seconds per image in each precision."""
 
     methods: tuple[str, ...]
     frames: list[FrameScore] = field(default_factory=list)
-    encoder_seconds: list[float] = field(default_factory=list)
+    encoder_seconds: dict[str, list[float]] = field(default_factory=dict)
 
     def scores(self, method: str, sequence: str | None = None) -> list[FrameScore]:
         """The frames of one method (optionally of one sequence), in dataset order."""
@@ -95,68 +96,84 @@ def save_prediction(path: Path, mask: np.ndarray) -> None:
     Image.fromarray(mask.astype(np.uint8) * 255).save(path)
 
 
+def run_name(method: str, precision: str, precisions: tuple[str, ...]) -> str:
+    """``method`` alone for one precision, ``method-precision`` (``p2sam-bf16``) for several."""
+    return method if len(precisions) == 1 else f"{method}-{precision}"
+
+
 def evaluate(
     model: SamModel,
     sequences: list[Sequence],
     methods: dict[str, Settings],
     *,
+    precisions: tuple[str, ...] | None = None,
     threshold: float = 0,
     out: Path | None = None,
     progress: ProgressCallback | None = None,
     persam_file_values: bool = False,
 ) -> Evaluation:
-    """Segment every scored frame with every method and score it against its mask.
+    """Segment every scored frame with every method and precision and score it against its mask.
 
-    ``methods``: name → settings. ``threshold``: ground truth = gray > threshold
-    (see :mod:`.datasets`). ``out``: if given, each prediction is saved as
+    ``methods``: name → settings. ``precisions``: the encoder's number formats
+    compared (default: the model's own); each is checked before any work.
+    ``threshold``: ground truth = gray > threshold (see :mod:`.datasets`).
+    ``out``: if given, each prediction is saved as
     ``out/<method>/<sequence>/<frame>.png``. ``persam_file_values``: PerSAM's
     patch rule reads the reference mask file's channel 0, as ``persam.py``
     does (PerSeg), instead of the binarised mask.
     """
     if not methods:
         raise ValueError("choose at least one method")
-    result = Evaluation(tuple(methods))
-    predictors = {name: P2SAM(model, settings) for name, settings in methods.items()}
+    precisions = tuple(dict.fromkeys(precisions or (model.precision,)))
+    models = {precision: as_model(model, precision=precision) for precision in precisions}
+    runs = {
+        precision: {run_name(name, precision, precisions): P2SAM(models[precision], s) for name, s in methods.items()}
+        for precision in precisions
+    }
+    result = Evaluation(tuple(name for predictors in runs.values() for name in predictors))
     persam_file_values = persam_file_values and any(s.method == "persam" for s in methods.values())
-    encoder = next(iter(predictors.values()))
     total = sum(len(s.targets) for s in sequences)
     done = 0
 
-    def encode(frame: Frame, limits) -> tuple[np.ndarray, ImageEmbedding]:
+    def encode(precision: str, frame: Frame, limits) -> tuple[np.ndarray, ImageEmbedding]:
         image = read_image(frame.image)
         start = time.perf_counter()
-        embedding = encoder.encode(image, limits=limits, name=str(frame.image))
+        embedding = next(iter(runs[precision].values())).encode(image, limits=limits, name=str(frame.image))
         _synchronize(model)
-        result.encoder_seconds.append(time.perf_counter() - start)
+        result.encoder_seconds.setdefault(precision, []).append(time.perf_counter() - start)
         return image, embedding
 
     for sequence in sequences:
         limits = sequence_limits(sequence)
-        image, embedding = encode(sequence.reference, limits)
         reference_mask = read_mask(sequence.reference.mask, threshold)
         persam_mask = persam_mask_values(sequence.reference.mask) if persam_file_values else None
-        for predictor in predictors.values():
-            predictor.set_reference(image, reference_mask, limits=limits, embedding=embedding, persam_mask=persam_mask)
-        for frame in sequence.targets:
-            _, embedding = encode(frame, limits)
-            truth = read_mask(frame.mask, threshold)
-            for name, predictor in predictors.items():
-                start = time.perf_counter()
-                segmentation = predictor.segment_embedding(embedding)
-                seconds = time.perf_counter() - start
-                result.frames.append(
-                    FrameScore(
-                        sequence.name,
-                        frame.name,
-                        name,
-                        overlap(segmentation.mask, truth),
-                        segmentation.k,
-                        segmentation.score,
-                        seconds,
-                    )
+        for precision, predictors in runs.items():
+            image, embedding = encode(precision, sequence.reference, limits)
+            for predictor in predictors.values():
+                predictor.set_reference(
+                    image, reference_mask, limits=limits, embedding=embedding, persam_mask=persam_mask
                 )
-                if out is not None:
-                    save_prediction(Path(out) / name / sequence.name / f"{frame.name}.png", segmentation.mask)
+        for frame in sequence.targets:
+            truth = read_mask(frame.mask, threshold)
+            for precision, predictors in runs.items():
+                _, embedding = encode(precision, frame, limits)
+                for name, predictor in predictors.items():
+                    start = time.perf_counter()
+                    segmentation = predictor.segment_embedding(embedding)
+                    seconds = time.perf_counter() - start
+                    result.frames.append(
+                        FrameScore(
+                            sequence.name,
+                            frame.name,
+                            name,
+                            overlap(segmentation.mask, truth),
+                            segmentation.k,
+                            segmentation.score,
+                            seconds,
+                        )
+                    )
+                    if out is not None:
+                        save_prediction(Path(out) / name / sequence.name / f"{frame.name}.png", segmentation.mask)
             done += 1
             if progress is not None:
                 progress(done, total, sequence.name)

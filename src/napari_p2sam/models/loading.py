@@ -14,7 +14,8 @@ import hashlib
 import pickle
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from segment_anything.modeling import (
 from ..io.errors import for_settings
 from ..io.paths import user_path
 from .download import download
+from .precision import check_compile, check_precision
 from .registry import MODELS, registry_name
 from .tiny_vit import CLASSIFIER_KEYS, TinyViT, infer_tiny_vit_shape, is_tiny_vit_state
 
@@ -62,21 +64,49 @@ class EncoderShape:
 
 @dataclass
 class SamModel:
-    """A loaded SAM and what identifies it.
+    """A loaded SAM, what identifies it and how its image encoder runs.
 
     ``identity`` names the weights (the file's sha256), so caches keyed by it
     never mix two models. ``normalization`` is ``"sam"`` (SAM's pixel
     mean/std) or ``"minmax"`` (MedSAM's rescaling of each image to [0, 1]).
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:mod:`.precision`),
+    checked against the device here. ``compile``: run the encoder through
+    ``torch.compile`` (compiled on its first call, where the model runs).
+    ``dataclasses.replace(model, precision=...)`` shares the weights.
     """
 
     sam: Sam
     identity: str
     normalization: str
     source: str
+    precision: str = "fp32"
+    compile: bool = False
+    _compiled: Callable | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, self.device.type)
+        if self.compile:
+            check_compile(self.device.type)
 
     @property
     def device(self) -> torch.device:
         return self.sam.device
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image encoder on normalised, padded ``(B, 3, S, S)`` pixels; ``(B, C, h, w)`` float32 features.
+
+        bf16/fp16 run under ``torch.autocast``; the features come back as float32 for the decoder.
+        """
+        encoder = self.sam.image_encoder
+        if self.compile:
+            if self._compiled is None:
+                self._compiled = torch.compile(encoder)
+            encoder = self._compiled
+        if self.precision == "fp32":
+            return encoder(pixels)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype):
+            return encoder(pixels).float()
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
@@ -308,9 +338,17 @@ def segment_anything_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
-def as_model(model: SamModel | str | Path, device: str | torch.device | None = None) -> SamModel:
-    """``model`` if already loaded, else :func:`load_model` of it (a checkpoint path or a registry name)."""
-    return model if isinstance(model, SamModel) else load_model(model, device=device)
+def as_model(
+    model: SamModel | str | Path, device: str | torch.device | None = None, precision: str | None = None
+) -> SamModel:
+    """``model`` if already loaded, else :func:`load_model` of it (a checkpoint path or a registry name).
+
+    ``precision``: how the encoder runs (default: the loaded model's, else fp32); a loaded
+    model given another precision shares its weights with the returned one.
+    """
+    if not isinstance(model, SamModel):
+        return load_model(model, device=device, precision=precision or "fp32")
+    return model if precision in (None, model.precision) else replace(model, precision=precision)
 
 
 def load_model(
@@ -318,6 +356,8 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     normalization: str | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
     download_progress: object = True,
 ) -> SamModel:
     """Load a SAM checkpoint (architecture inferred) onto ``device``.
@@ -328,7 +368,13 @@ def load_model(
     ``download_progress``: as in :func:`~napari_p2sam.models.download.download`.
     ``normalization``: ``"sam"`` (pixel mean/std, SAM and its fine-tunes) or
     ``"minmax"`` (MedSAM); default: the registry model's, ``"sam"`` for files.
+    ``precision`` and ``compile``: how the image encoder runs (:class:`SamModel`),
+    checked against the device before the file is read.
     """
+    device = choose_device(device)
+    check_precision(precision, device.type)
+    if compile:
+        check_compile(device.type)
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     name = registry_name(checkpoint)
@@ -350,8 +396,10 @@ def load_model(
     except (KeyError, IndexError, ValueError) as err:
         raise CheckpointError(f"{path}: not a Segment Anything checkpoint ({err})") from None
     return SamModel(
-        sam=sam.to(choose_device(device)),
+        sam=sam.to(device),
         identity=identity or file_sha256(path),
         normalization=normalization or "sam",
         source=str(path),
+        precision=precision,
+        compile=compile,
     )

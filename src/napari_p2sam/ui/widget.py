@@ -33,6 +33,7 @@ from ..io.paths import user_path
 from ..layers.job import LayerInputError, build_job, frame_geometry, layer_array, leading_axes
 from ..layers.output import RunOutput, add_output_labels, add_prompt_points
 from ..models.download import model_path
+from ..models.precision import PRECISIONS
 from ..models.registry import MODELS
 from ..worker.engine_process import EngineProcess
 from ..worker.messages import DownloadMeter, FrameUpdate, RunSummary
@@ -133,6 +134,12 @@ class P2SAMWidget(Container):
         self.device = ComboBox(
             label="device", choices=[AUTO_DEVICE, "cpu"], tooltip="auto: a GPU when there is one, else the CPU"
         )
+        self.precision = ComboBox(
+            label="precision",
+            choices=list(PRECISIONS),
+            tooltip="the image encoder's number format: fp32 (exact); bf16 on a GPU of the Ampere generation or "
+            "newer, or on a CPU with AMX or AVX512-BF16; fp16 on a GPU (faster, results may differ a little)",
+        )
         self.batch_size = ComboBox(
             label="batch size",
             choices=BATCH_SIZES,
@@ -167,6 +174,7 @@ class P2SAMWidget(Container):
                 self.checkpoint,
                 self.normalization,
                 self.device,
+                self.precision,
                 self.batch_size,
                 self.preset,
                 self.method,
@@ -377,7 +385,12 @@ class P2SAMWidget(Container):
         self.cancel_button.enabled = True
         self.status.value = ""
         device = None if self.device.value == AUTO_DEVICE else self.device.value
-        options = dict(device=device, normalization=self.normalization.value, download_progress=self._meter)
+        options = dict(
+            device=device,
+            normalization=self.normalization.value,
+            precision=self.precision.value,
+            download_progress=self._meter,
+        )
 
         def begin(model: ModelChoice | None, error: OSError | None = None) -> None:
             if model is None or self._stop.is_set():

@@ -19,13 +19,15 @@ class ModelChoice:
     """Which model to run: a checkpoint file, a device (None: fastest), the input normalisation.
 
     ``sha256``: the file's expected checksum (a registry model's), checked
-    when it is loaded; None for the user's own files.
+    when it is loaded; None for the user's own files. ``precision``: the
+    encoder's number format, checked against the device where the model loads.
     """
 
     checkpoint: str
     device: str | None = None
     normalization: str = "sam"
     sha256: str | None = None
+    precision: str = "fp32"
 
 
 def resolve_model(
@@ -33,6 +35,7 @@ def resolve_model(
     *,
     device: str | None = None,
     normalization: str | None = None,
+    precision: str = "fp32",
     download_progress: object = False,
 ) -> ModelChoice:
     """``checkpoint`` (a registry name or a file path) as a :class:`ModelChoice`.
@@ -47,11 +50,11 @@ def resolve_model(
         path = model_path(checkpoint)
         if not path.is_file():
             download(checkpoint, progressbar=download_progress)
-        return ModelChoice(str(path), device, normalization or info.normalization, info.sha256)
+        return ModelChoice(str(path), device, normalization or info.normalization, info.sha256, precision)
     path = user_path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(
             f"the model file {path} does not exist: give a SAM checkpoint file (.pth) or a model name "
             f"({', '.join(MODELS)})"
         )
-    return ModelChoice(str(path), device, normalization or "sam")
+    return ModelChoice(str(path), device, normalization or "sam", precision=precision)

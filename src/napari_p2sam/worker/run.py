@@ -40,7 +40,9 @@ class LoadedModels:
         """The model of ``choice``; raises :class:`CheckpointError` if its file is not the expected one."""
         if choice != self._choice or self._model is None:
             self._model = None  # free the previous model before loading the next
-            model = load_model(choice.checkpoint, device=choice.device, normalization=choice.normalization)
+            model = load_model(
+                choice.checkpoint, device=choice.device, normalization=choice.normalization, precision=choice.precision
+            )
             if choice.sha256 is not None and model.identity != choice.sha256:
                 raise CheckpointError(
                     f"{choice.checkpoint} changed since it was checked (sha256 {model.identity}, expected "
