@@ -11,7 +11,9 @@ For each case: the median seconds per segmented frame of
 results; the reference is built before), with retrieval overlapped in a pool
 thread and without, and the median seconds per frame of the encoder alone
 on the same frames in batches of the same size. Prints frames/s and the
-ratio end to end / encoder (1.00: the run is as fast as its encoder).
+ratio end to end / encoder (1.00: the run is as fast as its encoder). Also
+the process's CPU seconds (all threads) per segmented frame of each, whose
+ratio measures the work beyond the encoder whatever else loads the machine.
 
     python benchmarks/bench_pipeline.py --frames 16 --device cpu
 """
@@ -41,19 +43,25 @@ def ct_stack(count: int) -> np.ndarray:
     return np.stack([reference] + [np.roll(target, 2 * i, axis=1) for i in range(count - 1)])
 
 
-def end_to_end(model, frames, mask, settings: Settings, options: PipelineOptions) -> tuple[list[float], set[int]]:
-    """Seconds between consecutive segmented frames (from the painted frame 0's result on), and the ks chosen."""
-    stamps, ks = [], set()
+def end_to_end(
+    model, frames, mask, settings: Settings, options: PipelineOptions
+) -> tuple[list[float], float, set[int]]:
+    """Seconds between consecutive segmented frames (from the painted frame 0's result on), CPU seconds per
+    segmented frame, and the ks chosen."""
+    stamps, cpu, ks = [], [], set()
     for result in propagate(model, frames, {0: mask}, settings, pipeline=options):
         stamps.append(time.perf_counter())
+        cpu.append(time.process_time())
         ks.update(s.k for s in result.segmentations.values())
-    return [b - a for a, b in zip(stamps, stamps[1:])], ks
+    return [b - a for a, b in zip(stamps, stamps[1:])], (cpu[-1] - cpu[0]) / (len(cpu) - 1), ks
 
 
-def encoder_alone(model, frames, batch_size: int) -> list[float]:
-    """Seconds per frame of each encoder batch over the target frames (each batch's time divided by its size)."""
+def encoder_alone(model, frames, batch_size: int) -> tuple[list[float], float]:
+    """Seconds per frame of each encoder batch over the target frames (each batch's time divided by its size),
+    and CPU seconds per frame."""
     rgbs = [np.repeat(frame[..., None], 3, axis=2) for frame in frames[1:]]
     seconds = []
+    cpu_start = time.process_time()
     for start in range(0, len(rgbs), batch_size):
         batch = rgbs[start : start + batch_size]
         if model.device.type == "cuda":
@@ -63,7 +71,7 @@ def encoder_alone(model, frames, batch_size: int) -> list[float]:
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         seconds += [(time.perf_counter() - begin) / len(batch)] * len(batch)
-    return seconds
+    return seconds, (time.process_time() - cpu_start) / len(rgbs)
 
 
 def main() -> None:
@@ -88,19 +96,23 @@ def main() -> None:
         f"512×512 ({args.frames - 1} segmented), batch size {batch_size}, fp32, k = 1..5, exact EMD; "
         "medians per frame\n"
     )
-    print("| object | variant | retrieval overlapped | end to end frames/s | encoder alone frames/s | ratio | k |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| object | variant | retrieval overlapped | end to end frames/s | encoder alone frames/s | ratio "
+        "| CPU s / frame, end to end | CPU s / frame, encoder | CPU ratio | k |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         for variant in args.variants:
             settings = Settings(variant=variant, parts=(1, 5))
             for overlap in args.overlap:
                 options = PipelineOptions(batch_size=batch_size, overlap_retrieval=overlap == "on")
-                run, ks = end_to_end(model, frames, masks[case], settings, options)
-                encoder = encoder_alone(model, frames, batch_size)  # right after, under the same load
+                run, run_cpu, ks = end_to_end(model, frames, masks[case], settings, options)
+                encoder, encoder_cpu = encoder_alone(model, frames, batch_size)  # right after, under the same load
                 run_s, encoder_s = statistics.median(run), statistics.median(encoder)
                 print(
                     f"| {case} | {variant} | {overlap} | {1 / run_s:.3f} | {1 / encoder_s:.3f} | "
-                    f"{run_s / encoder_s:.3f} | {','.join(map(str, sorted(ks)))} |",
+                    f"{run_s / encoder_s:.3f} | {run_cpu:.1f} | {encoder_cpu:.1f} | {run_cpu / encoder_cpu:.3f} "
+                    f"| {','.join(map(str, sorted(ks)))} |",
                     flush=True,
                 )
 

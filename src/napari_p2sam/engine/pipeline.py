@@ -71,13 +71,13 @@ def default_batch_size(model: SamModel) -> int:
 @torch.inference_mode()
 def cuda_batch_size(model: SamModel) -> int:
     """As many frames as half the free device memory holds (at most :data:`MAX_AUTO_BATCH`), from the peak
-    memory of one encoder call on a blank input."""
+    memory of one encoder call (in the model's precision) on a blank input."""
     device = model.device
     size = model.sam.image_encoder.img_size
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    model.sam.image_encoder(torch.zeros(1, 3, size, size, device=device))
+    model.encode(torch.zeros(1, 3, size, size, device=device))
     per_frame = max(1, torch.cuda.max_memory_allocated(device) - before)
     free, _total = torch.cuda.mem_get_info(device)
     return max(1, min(MAX_AUTO_BATCH, int(free // 2 // per_frame)))
