@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import numpy as np
@@ -57,8 +58,21 @@ def expected(small_model, stack):
     return {name: sequential(small_model, *stack, settings) for name, settings in (("p2", P2), ("natural", NATURAL))}
 
 
+THREADS_BEFORE: set[threading.Thread] = set()
+
+
+@pytest.fixture(autouse=True)
+def threads_before_the_test():
+    """The threads alive before each test: runs left unfinished by other test files end only when
+    garbage-collected, so each test counts only the pipeline threads it started itself."""
+    gc.collect()
+    THREADS_BEFORE.clear()
+    THREADS_BEFORE.update(threading.enumerate())
+
+
 def pipeline_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("p2sam-")]
+    """The pipeline threads this test started that are still running."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("p2sam-") and t not in THREADS_BEFORE]
 
 
 def assert_same(results, expected, references) -> None:
